@@ -1,0 +1,54 @@
+"""Provides the imperative commands the console and Telegram send to the engine.
+
+Both front-ends call ``engine.submit(command)``; the engine processes commands one at a
+time from a queue and reports the outcome as events. ``source`` names who asked
+(``console``, ``telegram:<chat_id>``, ``cli``) so the audit log can say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    source: str = "console"
+
+
+@dataclass(frozen=True)
+class Halt(Command):
+    """Stop opening new positions; open positions stay protected by their stops."""
+
+    reason: str = "manual halt"
+
+
+@dataclass(frozen=True)
+class Resume(Command):
+    """Allow new entries again (does not reset a latched breaker; see ResumeBreaker)."""
+
+
+@dataclass(frozen=True)
+class EmergencyExit(Command):
+    """Cancel every open order, close every position at market, then halt."""
+
+    reason: str = "manual emergency exit"
+
+
+@dataclass(frozen=True)
+class ClosePosition(Command):
+    symbol: str = ""
+
+
+@dataclass(frozen=True)
+class ResumeBreaker(Command):
+    """Manually reset one tripped breaker (the only way out of a latching breaker)."""
+
+    breaker: str = ""
+
+
+@dataclass(frozen=True)
+class SetRiskLimit(Command):
+    """Change one risk or breaker setting at runtime, e.g. ``risk.max_daily_loss_percent``."""
+
+    key: str = ""
+    value: float = 0.0

@@ -1,0 +1,277 @@
+"""Provides the frozen domain types shared by every part of the engine.
+
+Conventions: prices in quote currency, quantities in base currency, times in UTC
+milliseconds since the epoch (``*_ms``), percentages as ``pct`` in [0, 100] and
+ratios in [0, 1].
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+CANDLE_COLUMNS: tuple[str, ...] = ("open_time_ms", "open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True, eq=False)
+class Candles:
+    """Columnar OHLCV candles of one symbol and timeframe, oldest first.
+
+    Arrays are read-only views so that a shared history can never be edited in place.
+    ``open_time_ms`` is the candle open time (UTC ms); a candle covers
+    ``[open_time_ms, open_time_ms + timeframe_ms)``.
+    """
+
+    symbol: str
+    timeframe: str
+    open_time_ms: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+
+    def __post_init__(self) -> None:
+        length = len(self.open_time_ms)
+        for name in CANDLE_COLUMNS:
+            dtype = np.int64 if name == "open_time_ms" else np.float64
+            array = np.asarray(getattr(self, name), dtype=dtype)
+            if len(array) != length:
+                raise ValueError(f"Candles.{name} has {len(array)} values, open_time_ms has {length}")
+            if array.flags.writeable:
+                array = array.copy() if array is getattr(self, name) else array
+                array.flags.writeable = False
+            object.__setattr__(self, name, array)
+
+    def __len__(self) -> int:
+        return len(self.open_time_ms)
+
+    @classmethod
+    def empty(cls, symbol: str, timeframe: str) -> Candles:
+        return cls(
+            symbol,
+            timeframe,
+            np.empty(0, dtype=np.int64),
+            *(np.empty(0, dtype=np.float64) for _ in range(5)),
+        )
+
+    def slice(self, start: int | None = None, stop: int | None = None) -> Candles:
+        """Rows ``start:stop`` as a new Candles sharing memory with this one."""
+        window = slice(start, stop)
+        return Candles(
+            self.symbol,
+            self.timeframe,
+            self.open_time_ms[window],
+            self.open[window],
+            self.high[window],
+            self.low[window],
+            self.close[window],
+            self.volume[window],
+        )
+
+    def between(self, start_ms: int | None, end_ms: int | None) -> Candles:
+        """Candles whose open time lies in ``[start_ms, end_ms)`` (None = unbounded)."""
+        lo = 0 if start_ms is None else int(np.searchsorted(self.open_time_ms, start_ms, "left"))
+        hi = len(self) if end_ms is None else int(np.searchsorted(self.open_time_ms, end_ms, "left"))
+        return self.slice(lo, hi)
+
+
+class SignalType(enum.StrEnum):
+    LONG = "LONG"
+    SHORT = "SHORT"
+    EXIT = "EXIT"
+    NONE = "NONE"
+
+
+@dataclass(frozen=True)
+class TradingSignal:
+    """What the signal engine concluded about one closed bar.
+
+    Attributes:
+        symbol: market symbol, e.g. ``BTC/USDT``.
+        time_ms: open time of the closed bar the signal was computed on (UTC ms).
+        type: LONG, SHORT, EXIT or NONE.
+        strength: ratio in [0, 1].
+        reasons: short human-readable reasons, most important first.
+    """
+
+    symbol: str
+    time_ms: int
+    type: SignalType
+    strength: float
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"TradingSignal.strength must be in [0, 1], got {self.strength}")
+
+
+class Side(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class PositionSide(enum.StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def entry_side(self) -> Side:
+        return Side.BUY if self is PositionSide.LONG else Side.SELL
+
+    @property
+    def exit_side(self) -> Side:
+        return self.entry_side.opposite
+
+    @property
+    def sign(self) -> int:
+        """+1 for long, -1 for short: P&L = sign * (exit - entry) * qty."""
+        return 1 if self is PositionSide.LONG else -1
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP_MARKET = "stop_market"
+
+
+class OrderStatus(enum.StrEnum):
+    INTENT = "intent"  # persisted, not yet sent: the write-ahead record
+    SUBMITTED = "submitted"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+@dataclass(frozen=True)
+class MarketLimits:
+    """Exchange trading rules for one symbol (Binance LOT_SIZE, PRICE_FILTER, NOTIONAL)."""
+
+    symbol: str
+    lot_step: float = 1e-8
+    tick_size: float = 1e-8
+    min_qty: float = 0.0
+    min_notional: float = 0.0
+
+
+@dataclass(frozen=True)
+class Order:
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: float
+    status: OrderStatus
+    created_ms: int
+    price: float | None = None
+    stop_price: float | None = None
+    exchange_order_id: str | None = None
+    filled_quantity: float = 0.0
+    average_price: float | None = None
+    reduce_only: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Fill:
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    time_ms: int
+    fee_asset: str = ""
+    trade_id: str = ""
+
+
+@dataclass(frozen=True)
+class Position:
+    symbol: str
+    side: PositionSide
+    quantity: float
+    entry_price: float
+    opened_ms: int
+    stop_price: float | None = None
+    trailing_stop_price: float | None = None
+    last_price: float | None = None
+    entry_fee: float = 0.0
+
+    @property
+    def unrealized_pnl(self) -> float:
+        if self.last_price is None:
+            return 0.0
+        return self.side.sign * (self.last_price - self.entry_price) * self.quantity
+
+    @property
+    def notional(self) -> float:
+        return self.quantity * (self.last_price if self.last_price is not None else self.entry_price)
+
+
+@dataclass(frozen=True)
+class EquityPoint:
+    time_ms: int
+    equity: float
+    cash: float
+    unrealized_pnl: float = 0.0
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"  # trading allowed
+    OPEN = "open"  # no new entries
+    HALF_OPEN = "half_open"  # trading at reduced size after cool-down
+
+
+class TradingState(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"  # exits only
+    HALTED = "HALTED"
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    """One breaker as the console and Telegram show it."""
+
+    name: str
+    state: CircuitState
+    value: float
+    threshold: float
+    reason: str = ""
+    since_ms: int | None = None
+    resume_after_ms: int | None = None
+    latching: bool = False
+
+    @property
+    def distance_to_trip(self) -> float:
+        """How far the value is from the threshold, as a ratio of the threshold (<= 0 = tripped)."""
+        if self.threshold == 0:
+            return 0.0
+        return (self.threshold - self.value) / abs(self.threshold)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened; names are past tense (OrderFilled, BreakerTripped)."""
+
+    kind: str
+    time_ms: int
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    severity: str = "info"  # info | warning | critical

@@ -1,0 +1,53 @@
+"""Provides the immutable engine snapshot the console and Telegram render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.models import BreakerStatus, Event, Position, TradingState
+
+
+@dataclass(frozen=True)
+class SymbolView:
+    """Latest analysis of one symbol, for the signals pane."""
+
+    symbol: str
+    last_price: float | None = None
+    last_bar_ms: int | None = None
+    signal: str = "NONE"
+    signal_strength: float = 0.0
+    trends: tuple[tuple[str, int], ...] = ()  # (timeframe, +1 up / -1 down / 0 flat)
+    squeeze: str = "none"  # on | off | none
+    volume_flag: str = ""  # e.g. "spike", "confirmed", ""
+    confluence_multiplier: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """Everything the console shows, as of ``time_ms`` (UTC ms)."""
+
+    time_ms: int
+    mode: str  # "paper" | "live"
+    exchange: str
+    trading_state: TradingState
+    feed_healthy: bool
+    equity: float
+    cash: float
+    realized_pnl_today: float
+    unrealized_pnl: float
+    peak_equity: float
+    drawdown_pct: float
+    max_drawdown_pct: float
+    daily_loss_pct: float
+    max_drawdown_limit_pct: float
+    daily_loss_limit_pct: float
+    positions: tuple[Position, ...] = ()
+    breakers: tuple[BreakerStatus, ...] = ()
+    symbols: tuple[SymbolView, ...] = ()
+    equity_history: tuple[float, ...] = ()
+    recent_events: tuple[Event, ...] = field(default=())
+    engine_state: str = "running"  # starting | running | stopping | stopped | error
+
+    @property
+    def total_pnl(self) -> float:
+        return self.realized_pnl_today + self.unrealized_pnl
