@@ -1,0 +1,44 @@
+# tradebot - every set-up step lives here. Needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LOCK := requirements.lock
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test bench lint clean help
+
+help:
+	@echo "make run    - install (first time) and start the console in paper mode on bundled candles"
+	@echo "make test   - install (first time) and run the whole test suite"
+	@echo "make bench  - run the benchmarks (prints ratios against peers measured in the same run)"
+	@echo "make lint   - ruff and the import-linter contract"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Each extra set is installed from the pinned lock (used as constraints) and re-installed when
+# pyproject.toml or the lock changes.
+$(VENV)/.installed-%: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install -c $(LOCK) -e ".[$*]"
+	@touch $@
+
+$(VENV)/.installed-base: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) install -c $(LOCK) -e .
+	@touch $@
+
+run: $(VENV)/.installed-base
+	$(BIN)/tradebot
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-bench $(VENV)/.installed-test
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: $(VENV)/.installed-lint $(VENV)/.installed-test
+	$(BIN)/ruff check engine tradebot_tui tests benchmarks
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

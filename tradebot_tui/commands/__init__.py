@@ -1,0 +1,12 @@
+"""Provides the headless subcommands of ``tradebot``, one module per command group.
+
+Each module exposes ``register(subparsers)`` which adds its parser and sets ``handler``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from tradebot_tui.commands import data_cmd, status_cmd
+
+COMMAND_MODULES: tuple[ModuleType, ...] = (status_cmd, data_cmd)
