@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from engine.config import Settings
-from engine.store import Store
 
 
 def register(subparsers: Any) -> None:
@@ -36,5 +35,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _load_summary(settings: Settings) -> dict[str, Any]:
+    from engine.store import Store
+
     async with await Store.open(settings.storage.database_path) as store:
         return await store.status_summary()
