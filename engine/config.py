@@ -181,7 +181,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_data = _TOML_DATA.get("data", {})
-        return (init_settings, env_settings, dotenv_settings, file_secret_settings, _DictSource(settings_cls, toml_data))
+        toml_source = _DictSource(settings_cls, toml_data)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings, toml_source)
 
     def redacted_dump(self) -> dict[str, Any]:
         """The settings as JSON-safe data with every secret replaced by ``**********`` or null."""
