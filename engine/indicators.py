@@ -1,0 +1,394 @@
+"""Provides the technical indicators as pure, vectorised numpy functions with TradingView semantics.
+
+Every function takes float64 arrays (anything ``np.asarray`` accepts), returns new float64 arrays of the
+same length, and gives NaN during its warm-up. The value at bar ``t`` uses bars ``0..t`` only, so a value
+never changes when later bars arrive (the truncation tests prove it). Definitions follow
+``/work/shared/INDICATORS.md`` (TradingView / LazyBear / Magic Trend originals); where a peer library
+(TA-Lib, pandas-ta, ta) differs by design, the tests say how.
+
+NaN policy: leading NaNs are warm-up. Windowed indicators (sma, stdev, linreg, cci, highest, lowest) are
+NaN for any window holding a NaN; recursive ones (ema, rma, atr) seed after their first full window of
+valid values and stay NaN from the first NaN that follows. Prices are assumed finite after warm-up.
+
+Speed: windowed sums are direct convolutions (no cumulative-sum drift), rolling extremes use the van Herk /
+Gil-Werman block scan, the exponential recursions use a blocked closed form (powers <= 1, so no drift) and the
+Magic Trend ratchet is a segmented running max/min done with a lexicographic complex-number scan. Each runs
+on a year of 1m bars (525,600) in a few to a few tens of ms; see ``benchmarks/bench_indicators.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Int8Array = npt.NDArray[np.int8]
+
+# A window whose spread (standard or mean deviation) is below this ratio of its mean is flat: the spread
+# is rounding noise of the mean (at most ~n * 1.1e-16 relative), so it is reported as exactly 0.
+FLAT_WINDOW_RATIO = 1e-12
+# Lambert's constant in the CCI definition.
+CCI_CONSTANT = 0.015
+# Block size of the closed-form recursion and rows per chunk of the windowed mean deviation.
+_RECURSION_BLOCK = 128
+_WINDOW_CHUNK_ROWS = 8192
+
+
+def _as_float(values: Any) -> FloatArray:
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def _check_period(period: int) -> int:
+    period = int(period)
+    if period < 1:
+        raise ValueError(f"indicator period must be >= 1, got {period}")
+    return period
+
+
+def _nan(length: int) -> FloatArray:
+    return np.full(length, np.nan)
+
+
+def _first_valid(values: FloatArray) -> int:
+    """Index of the first non-NaN value, or len(values) when there is none."""
+    valid = ~np.isnan(values)
+    return int(np.argmax(valid)) if valid.any() else len(values)
+
+
+def _weighted_window_sum(values: FloatArray, weights: FloatArray) -> FloatArray:
+    """sum_i weights[i] * values[t - n + 1 + i] for t >= n - 1 (weights oldest first), NaN before."""
+    n = len(weights)
+    out = _nan(len(values))
+    if len(values) >= n:
+        # np.convolve flips the kernel; it is a direct (not FFT) sum, so it has no drift.
+        out[n - 1 :] = np.convolve(values, weights[::-1], mode="valid")
+    return out
+
+
+def true_range(high: Any, low: Any, close: Any, handle_na: bool = False) -> FloatArray:
+    """True range: max(high - low, |high - prev close|, |low - prev close|), in quote currency.
+
+    Args:
+        handle_na: like Pine's ``ta.tr(handle_na)``. False (the built-in ``tr``): bar 0 is NaN because it
+            has no previous close. True: bar 0 is ``high - low`` (what ``ta.atr`` uses).
+    """
+    high, low, close = _as_float(high), _as_float(low), _as_float(close)
+    out = _nan(len(close))
+    if len(close) == 0:
+        return out
+    prev_close = close[:-1]
+    out[1:] = np.maximum(high[1:] - low[1:], np.maximum(np.abs(high[1:] - prev_close), np.abs(low[1:] - prev_close)))
+    if handle_na:
+        out[0] = high[0] - low[0]
+    return out
+
+
+def sma(source: Any, period: int) -> FloatArray:
+    """Simple moving average of the last ``period`` values; first value at bar period-1."""
+    period = _check_period(period)
+    source = _as_float(source)
+    return _weighted_window_sum(source, np.ones(period)) / period
+
+
+def _window_deviations(source: FloatArray, period: int, mean: FloatArray, power: int) -> FloatArray:
+    """Mean over each window of |x - window mean| ** power (power 1 or 2); NaN where mean is NaN."""
+    out = _nan(len(source))
+    if len(source) < period:
+        return out
+    windows = sliding_window_view(source, period)
+    window_means = mean[period - 1 :]
+    result = out[period - 1 :]
+    # Chunked so the (rows x period) temporary stays in cache.
+    for start in range(0, len(windows), _WINDOW_CHUNK_ROWS):
+        stop = start + _WINDOW_CHUNK_ROWS
+        deviation = windows[start:stop] - window_means[start:stop, None]
+        if power == 1:
+            np.abs(deviation, out=deviation)
+        else:
+            np.multiply(deviation, deviation, out=deviation)
+        deviation.sum(axis=1, out=result[start:stop])
+    result /= period
+    return out
+
+
+def _zero_flat(spread: FloatArray, mean: FloatArray) -> FloatArray:
+    flat = spread <= FLAT_WINDOW_RATIO * np.abs(mean)
+    spread[flat] = 0.0
+    return spread
+
+
+def stdev(source: Any, period: int) -> FloatArray:
+    """Population standard deviation (divides by ``period``, as TradingView's ``ta.stdev``).
+
+    Two-pass (deviations from the window mean), so it stays exact at high prices; a flat window gives 0.
+    """
+    period = _check_period(period)
+    source = _as_float(source)
+    mean = sma(source, period)
+    deviation = np.sqrt(_window_deviations(source, period, mean, power=2))
+    return _zero_flat(deviation, mean)
+
+
+def linreg(source: Any, period: int) -> FloatArray:
+    """Least-squares line through the last ``period`` values, evaluated at the newest bar (Pine offset 0).
+
+    The fitted value is a fixed linear combination of the window, so it is computed as one convolution.
+    """
+    period = _check_period(period)
+    source = _as_float(source)
+    if period == 1:
+        return source.copy()
+    x = np.arange(period, dtype=np.float64)
+    x_mean = x.mean()
+    sxx = float(((x - x_mean) ** 2).sum())
+    weights = 1.0 / period + (x - x_mean) * (period - 1 - x_mean) / sxx
+    return _weighted_window_sum(source, weights)
+
+
+def _rolling_extreme(source: FloatArray, period: int, ufunc: np.ufunc, pad: float) -> FloatArray:
+    # van Herk / Gil-Werman: per block of `period` bars, prefix and suffix running extremes; a window
+    # ending at t spans the suffix of one block and the prefix of the next, so it never sees bars > t.
+    length = len(source)
+    out = _nan(length)
+    if length < period:
+        return out
+    blocks = -(-length // period)
+    padded = np.full(blocks * period, pad)
+    padded[:length] = source
+    grid = padded.reshape(blocks, period)
+    prefix = ufunc.accumulate(grid, axis=1).reshape(-1)
+    suffix = ufunc.accumulate(grid[:, ::-1], axis=1)[:, ::-1].reshape(-1)
+    out[period - 1 :] = ufunc(suffix[: length - period + 1], prefix[period - 1 : length])
+    return out
+
+
+def highest(source: Any, period: int) -> FloatArray:
+    """Highest value over the last ``period`` bars (Pine ``ta.highest``)."""
+    return _rolling_extreme(_as_float(source), _check_period(period), np.maximum, -np.inf)
+
+
+def lowest(source: Any, period: int) -> FloatArray:
+    """Lowest value over the last ``period`` bars (Pine ``ta.lowest``)."""
+    return _rolling_extreme(_as_float(source), _check_period(period), np.minimum, np.inf)
+
+
+def _linear_recurrence(source: FloatArray, decay: float, gain: float, initial: float) -> FloatArray:
+    """y[t] = decay * y[t-1] + gain * source[t] with y[-1] = initial; source must hold no NaN.
+
+    Blocked closed form: inside a block of B bars the response to the block's inputs is a product with a
+    lower-triangular matrix of powers decay**k (k < B, all <= 1, so no overflow and no drift); the state
+    carried between blocks is a short scalar recursion.
+    """
+    length = len(source)
+    if length == 0:
+        return np.empty(0)
+    block = _RECURSION_BLOCK
+    lags = np.subtract.outer(np.arange(block), np.arange(block))
+    kernel = np.where(lags >= 0, gain * decay ** np.maximum(lags, 0).astype(np.float64), 0.0)
+    rows = -(-length // block)
+    padded = np.zeros(rows * block)
+    padded[:length] = source
+    response = padded.reshape(rows, block) @ kernel.T
+    carry_decay = decay**block
+    carries = [initial]
+    for block_end in response[:-1, -1].tolist():
+        carries.append(block_end + carry_decay * carries[-1])
+    powers = decay ** np.arange(1, block + 1, dtype=np.float64)
+    response += np.asarray(carries)[:, None] * powers[None, :]
+    return response.reshape(-1)[:length]
+
+
+def _seeded_recurrence(source: FloatArray, period: int, alpha: float) -> FloatArray:
+    """Exponential smoothing seeded with the first full-window sma: y = alpha*x + (1-alpha)*y[t-1]."""
+    out = _nan(len(source))
+    seed_index = _first_valid(sma(source, period))
+    if seed_index >= len(source):
+        return out
+    out[seed_index] = float(np.mean(source[seed_index - period + 1 : seed_index + 1]))
+    tail = source[seed_index + 1 :]
+    stop = _first_valid(np.where(np.isnan(tail), 1.0, np.nan))  # first NaN after the seed, if any
+    out[seed_index + 1 : seed_index + 1 + stop] = _linear_recurrence(tail[:stop], 1.0 - alpha, alpha, out[seed_index])
+    return out
+
+
+def ema(source: Any, period: int) -> FloatArray:
+    """Exponential moving average, alpha = 2 / (period + 1), seeded with the sma of the first window.
+
+    The sma seed (first value at bar period-1) is TradingView's ``ta.ema`` start-up and TA-Lib's default.
+    """
+    period = _check_period(period)
+    return _seeded_recurrence(_as_float(source), period, 2.0 / (period + 1))
+
+
+def rma(source: Any, period: int) -> FloatArray:
+    """Wilder's moving average (Pine ``ta.rma``), alpha = 1 / period, seeded with the sma of the first
+    ``period`` valid values."""
+    period = _check_period(period)
+    return _seeded_recurrence(_as_float(source), period, 1.0 / period)
+
+
+def atr(high: Any, low: Any, close: Any, period: int = 14) -> FloatArray:
+    """Average true range as TradingView's ``ta.atr``: ``rma(tr(true), period)``, first value at bar
+    period-1 (TA-Lib starts one bar later from tr[1..n]; the two converge). Quote currency."""
+    return rma(true_range(high, low, close, handle_na=True), period)
+
+
+def cci(source: Any, period: int = 20) -> FloatArray:
+    """Commodity Channel Index of ``source``: (x - sma) / (0.015 * mean absolute deviation from that sma).
+
+    A flat window (mean deviation 0) gives NaN, as on TradingView (TA-Lib gives 0 there).
+    """
+    period = _check_period(period)
+    source = _as_float(source)
+    mean = sma(source, period)
+    mean_deviation = _zero_flat(_window_deviations(source, period, mean, power=1), mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (source - mean) / (CCI_CONSTANT * mean_deviation)
+    out[mean_deviation == 0.0] = np.nan
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Bands:
+    """An envelope around a basis line, prices in quote currency."""
+
+    basis: FloatArray
+    upper: FloatArray
+    lower: FloatArray
+
+
+def bollinger(source: Any, period: int = 20, mult: float = 2.0) -> Bands:
+    """Bollinger bands: sma(source, period) ± mult * population stdev(source, period)."""
+    basis = sma(source, period)
+    width = mult * stdev(source, period)
+    return Bands(basis, basis + width, basis - width)
+
+
+def keltner(high: Any, low: Any, close: Any, period: int = 20, mult: float = 1.5, use_true_range: bool = True) -> Bands:
+    """Keltner channel as LazyBear's squeeze draws it: sma(close) ± mult * sma(range).
+
+    ``range`` is the built-in true range (bar 0 NaN, so the first value is at bar ``period``) or, with
+    ``use_true_range=False``, high - low (first value at bar period-1).
+    """
+    high, low = _as_float(high), _as_float(low)
+    price_range = true_range(high, low, close) if use_true_range else high - low
+    basis = sma(close, period)
+    width = mult * sma(price_range, period)
+    return Bands(basis, basis + width, basis - width)
+
+
+@dataclass(frozen=True, eq=False)
+class SqueezeMomentum:
+    """LazyBear's Squeeze Momentum (SQZMOM_LB).
+
+    Attributes:
+        value: momentum histogram (quote currency), NaN during warm-up (first value at bar 2*kc_length-2).
+        squeeze_on: Bollinger bands inside the Keltner channel (black dots on TradingView).
+        squeeze_off: Bollinger bands outside the Keltner channel (grey dots). Neither flag = no squeeze
+            (blue dots); both are False during warm-up.
+    """
+
+    value: FloatArray
+    squeeze_on: BoolArray
+    squeeze_off: BoolArray
+
+    @property
+    def no_squeeze(self) -> BoolArray:
+        return ~(self.squeeze_on | self.squeeze_off)
+
+
+def squeeze_momentum(
+    high: Any,
+    low: Any,
+    close: Any,
+    bb_length: int = 20,
+    bb_mult: float = 2.0,
+    kc_length: int = 20,
+    kc_mult: float = 1.5,
+    use_true_range: bool = True,
+    lazybear_compat: bool = True,
+) -> SqueezeMomentum:
+    """Squeeze Momentum as LazyBear's published script computes it.
+
+    Args:
+        lazybear_compat: True (default) reproduces the published script, whose Bollinger deviation uses
+            ``kc_mult`` (its ``bb_mult`` input is declared but never used), so the dots match TradingView.
+            False uses ``bb_mult`` for the Bollinger deviation.
+    """
+    high, low, close = _as_float(high), _as_float(low), _as_float(close)
+    bands = bollinger(close, bb_length, kc_mult if lazybear_compat else bb_mult)
+    channel = keltner(high, low, close, kc_length, kc_mult, use_true_range)
+    squeeze_on = (bands.lower > channel.lower) & (bands.upper < channel.upper)
+    squeeze_off = (bands.lower < channel.lower) & (bands.upper > channel.upper)
+    midline = ((highest(high, kc_length) + lowest(low, kc_length)) / 2.0 + sma(close, kc_length)) / 2.0
+    value = linreg(close - midline, kc_length)
+    return SqueezeMomentum(value, squeeze_on, squeeze_off)
+
+
+@dataclass(frozen=True, eq=False)
+class MagicTrend:
+    """Magic Trend line (quote currency) and direction (+1 up while cci >= 0, -1 down, 0 in warm-up)."""
+
+    line: FloatArray
+    direction: Int8Array
+
+
+def magic_trend(
+    high: Any, low: Any, close: Any, cci_period: int = 20, atr_period: int = 5, coeff: float = 1.0
+) -> MagicTrend:
+    """Magic Trend: a ratchet on ``low - atr*coeff`` while cci(close) >= 0, on ``high + atr*coeff`` below.
+
+    Its ATR is ``sma(tr, atr_period)`` (simple, built-in tr with bar 0 NaN). With ``prev`` the previous
+    value (0 when there is none): cci >= 0 -> max(prev, up); otherwise min(prev, down).
+
+    Warm-up: bars before both cci and atr exist are NaN with direction 0 (TradingView draws 0 where only
+    the atr exists; that changes nothing after, since the recursion carries nz(prev) = 0 either way). The
+    zero seed is kept as in the original: if the first regime after warm-up is down, the line is min(0,
+    down) = 0 until the first up regime lifts it to ``up``. A later flat close window (cci NaN) counts as
+    down, as Pine's ``na >= 0`` is false. The series depends on where the history starts.
+    """
+    high, low, close = _as_float(high), _as_float(low), _as_float(close)
+    length = len(close)
+    line = _nan(length)
+    direction = np.zeros(length, dtype=np.int8)
+    cci_values = cci(close, cci_period)
+    atr_values = sma(true_range(high, low, close), atr_period)
+    up = low - atr_values * coeff
+    down = high + atr_values * coeff
+    atr_start, cci_start = _first_valid(atr_values), _first_valid(cci_values)
+    start = max(atr_start, cci_start)
+    if start >= length:
+        return MagicTrend(line, direction)
+    # While the atr exists but the cci does not, Pine takes the down branch from nz(prev) = 0.
+    carried = min(0.0, float(np.min(down[atr_start:start]))) if atr_start < start else 0.0
+
+    rising = cci_values[start:] >= 0.0  # NaN compares False: a down bar, as in Pine
+    up, down = up[start:], down[start:]
+    starts = np.flatnonzero(np.concatenate(([True], rising[1:] != rising[:-1])))
+    segment_rising = rising[starts]
+    extremes = np.where(segment_rising, np.maximum.reduceat(up, starts), np.minimum.reduceat(down, starts)).tolist()
+    entry_values = []  # the line's value just before each segment (its carried-in prev)
+    for is_rising, extreme in zip(segment_rising.tolist(), extremes, strict=True):
+        entry_values.append(carried)
+        carried = max(carried, extreme) if is_rising else min(carried, extreme)
+    entry = np.asarray(entry_values)
+    candidate = np.where(rising, up, down)
+    candidate[starts] = np.where(segment_rising, np.maximum(entry, up[starts]), np.minimum(entry, down[starts]))
+    # Segmented running max/min in one scan: complex numbers order lexicographically (real, then imag),
+    # so a real part that grows with the segment number restarts the scan at each segment, exactly.
+    segment_start = np.zeros(len(rising))
+    segment_start[starts] = 1.0
+    segment_id = np.cumsum(segment_start)
+    keyed = np.empty(len(rising), dtype=np.complex128)
+    keyed.real, keyed.imag = segment_id, candidate
+    running_max = np.maximum.accumulate(keyed).imag
+    keyed.real = -segment_id
+    running_min = np.minimum.accumulate(keyed).imag
+    line[start:] = np.where(rising, running_max, running_min)
+    direction[start:] = np.where(rising, 1, -1)
+    return MagicTrend(line, direction)
