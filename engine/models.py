@@ -226,6 +226,36 @@ class Position:
 
 
 @dataclass(frozen=True)
+class ClosedTrade:
+    """A round trip that has been fully exited, as kept in the store's ``trades`` table.
+
+    Attributes:
+        quantity: base quantity that was closed.
+        entry_price / exit_price: average fill prices in quote currency.
+        entry_ms / exit_ms: first entry fill and last exit fill times (UTC ms).
+        pnl: realised P&L in quote currency, net of ``fees``.
+        fees: entry plus exit fees in quote currency.
+        reason: why the position was exited (stop, trailing_stop, signal, emergency_exit...).
+    """
+
+    symbol: str
+    side: PositionSide
+    quantity: float
+    entry_price: float
+    exit_price: float
+    entry_ms: int
+    exit_ms: int
+    pnl: float
+    fees: float = 0.0
+    reason: str = ""
+
+    @property
+    def gross_pnl(self) -> float:
+        """P&L before fees, quote currency."""
+        return self.side.sign * (self.exit_price - self.entry_price) * self.quantity
+
+
+@dataclass(frozen=True)
 class EquityPoint:
     time_ms: int
     equity: float
