@@ -1,0 +1,1 @@
+"""Provides candle data access: validated file import and the bundled sample data."""
