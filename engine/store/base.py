@@ -164,44 +164,70 @@ class StoreBase:
     async def transaction(self) -> AsyncIterator[None]:
         """Groups writes into one atomic unit: ``BEGIN IMMEDIATE``, ``COMMIT``, or ``ROLLBACK`` on error.
 
-        Re-entrant within one task: a nested block becomes a SAVEPOINT, so a store method that
-        opens its own transaction can be called inside a caller's transaction.
+        Re-entrant within one task: a nested block becomes a SAVEPOINT (rolled back alone if it raises),
+        so a store method that opens its own transaction can be called inside a caller's transaction.
+        Other tasks' reads and writes on this store wait until the transaction ends.
+
+        Raises:
+            StoreException: SQLite failed (the message names the file); the transaction is rolled back.
         """
         task = asyncio.current_task()
         if task is not None and self._owner is task:
-            savepoint = f"sp{self._depth}"
-            self._depth += 1
-            await self._conn.execute(f"SAVEPOINT {savepoint}")
-            try:
-                yield
-            except BaseException as error:
-                if self._conn.in_transaction:
-                    await self._conn.execute(f"ROLLBACK TO {savepoint}")
-                    await self._conn.execute(f"RELEASE {savepoint}")
-                if isinstance(error, sqlite3.Error):
-                    raise self._wrapped(error) from error
-                raise
+            if self._depth == 0:
+                async with self._top_level_transaction():
+                    yield
             else:
-                await self._conn.execute(f"RELEASE {savepoint}")
-            finally:
-                self._depth -= 1
+                async with self._savepoint():
+                    yield
             return
         async with self._lock:
             self._owner = task
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                try:
+                async with self._top_level_transaction():
                     yield
-                except BaseException as error:
-                    if self._conn.in_transaction:
-                        await self._conn.execute("ROLLBACK")
-                    if isinstance(error, sqlite3.Error):
-                        raise self._wrapped(error) from error
-                    raise
-                else:
-                    await self._conn.execute("COMMIT")
             finally:
                 self._owner = None
+
+    @asynccontextmanager
+    async def _top_level_transaction(self) -> AsyncIterator[None]:
+        await self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException as error:
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise self._wrapped(error) from error
+            raise
+        else:
+            try:
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
+                raise self._wrapped(error) from error
+        finally:
+            self._depth = 0
+
+    @asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[None]:
+        savepoint = f"sp{self._depth}"
+        self._depth += 1
+        await self._conn.execute(f"SAVEPOINT {savepoint}")
+        try:
+            yield
+        except BaseException as error:
+            if self._conn.in_transaction:
+                await self._conn.execute(f"ROLLBACK TO {savepoint}")
+                await self._conn.execute(f"RELEASE {savepoint}")
+            if isinstance(error, sqlite3.Error):
+                raise self._wrapped(error) from error
+            raise
+        else:
+            await self._conn.execute(f"RELEASE {savepoint}")
+        finally:
+            self._depth -= 1
 
     def _wrapped(self, error: sqlite3.Error) -> StoreException:
         """SQLite failures surface as StoreException naming the file."""
@@ -215,7 +241,11 @@ class StoreBase:
             yield
             return
         async with self._lock:
-            yield
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
 
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self._reading():
