@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -36,7 +35,7 @@ FLAT_WINDOW_RATIO = 1e-12
 CCI_CONSTANT = 0.015
 # Block size of the closed-form recursion and rows per chunk of the windowed mean deviation.
 _RECURSION_BLOCK = 128
-_WINDOW_CHUNK_ROWS = 8192
+_WINDOW_CHUNK_ROWS = 16384
 
 
 def _as_float(values: Any) -> FloatArray:
@@ -82,7 +81,10 @@ def true_range(high: Any, low: Any, close: Any, handle_na: bool = False) -> Floa
     if len(close) == 0:
         return out
     prev_close = close[:-1]
-    out[1:] = np.maximum(high[1:] - low[1:], np.maximum(np.abs(high[1:] - prev_close), np.abs(low[1:] - prev_close)))
+    gap_up = np.abs(np.subtract(high[1:], prev_close))
+    gap_down = np.abs(np.subtract(low[1:], prev_close))
+    np.maximum(gap_up, gap_down, out=gap_up)
+    np.maximum(np.subtract(high[1:], low[1:]), gap_up, out=out[1:])
     if handle_na:
         out[0] = high[0] - low[0]
     return out
@@ -97,21 +99,27 @@ def sma(source: Any, period: int) -> FloatArray:
 
 def _window_deviations(source: FloatArray, period: int, mean: FloatArray, power: int) -> FloatArray:
     """Mean over each window of |x - window mean| ** power (power 1 or 2); NaN where mean is NaN."""
-    out = _nan(len(source))
-    if len(source) < period:
+    length = len(source)
+    out = _nan(length)
+    if length < period:
         return out
-    windows = sliding_window_view(source, period)
-    window_means = mean[period - 1 :]
+    rows = length - period + 1
     result = out[period - 1 :]
-    # Chunked so the (rows x period) temporary stays in cache.
-    for start in range(0, len(windows), _WINDOW_CHUNK_ROWS):
-        stop = start + _WINDOW_CHUNK_ROWS
-        deviation = windows[start:stop] - window_means[start:stop, None]
-        if power == 1:
-            np.abs(deviation, out=deviation)
-        else:
-            np.multiply(deviation, deviation, out=deviation)
-        deviation.sum(axis=1, out=result[start:stop])
+    result[:] = 0.0
+    window_means = mean[period - 1 :]
+    scratch = np.empty(min(rows, _WINDOW_CHUNK_ROWS))
+    # One pass per window offset, oldest first, over chunks small enough to stay in cache; the sum order
+    # per bar is fixed, so a value never depends on the array length.
+    for start in range(0, rows, _WINDOW_CHUNK_ROWS):
+        stop = min(start + _WINDOW_CHUNK_ROWS, rows)
+        total, deviation, chunk_mean = result[start:stop], scratch[: stop - start], window_means[start:stop]
+        for offset in range(period):
+            np.subtract(source[start + offset : stop + offset], chunk_mean, out=deviation)
+            if power == 1:
+                np.abs(deviation, out=deviation)
+            else:
+                np.multiply(deviation, deviation, out=deviation)
+            total += deviation
     result /= period
     return out
 
@@ -129,9 +137,11 @@ def stdev(source: Any, period: int) -> FloatArray:
     """
     period = _check_period(period)
     source = _as_float(source)
-    mean = sma(source, period)
-    deviation = np.sqrt(_window_deviations(source, period, mean, power=2))
-    return _zero_flat(deviation, mean)
+    return _stdev_around(source, period, sma(source, period))
+
+
+def _stdev_around(source: FloatArray, period: int, mean: FloatArray) -> FloatArray:
+    return _zero_flat(np.sqrt(_window_deviations(source, period, mean, power=2)), mean)
 
 
 def linreg(source: Any, period: int) -> FloatArray:
@@ -161,8 +171,12 @@ def _rolling_extreme(source: FloatArray, period: int, ufunc: np.ufunc, pad: floa
     padded = np.full(blocks * period, pad)
     padded[:length] = source
     grid = padded.reshape(blocks, period)
-    prefix = ufunc.accumulate(grid, axis=1).reshape(-1)
-    suffix = ufunc.accumulate(grid[:, ::-1], axis=1)[:, ::-1].reshape(-1)
+    prefix, suffix = grid.copy(), grid.copy()
+    # Column by column (each op spans all blocks): much faster than accumulate along the short axis.
+    for column in range(1, period):
+        ufunc(prefix[:, column - 1], grid[:, column], out=prefix[:, column])
+        ufunc(suffix[:, period - column], grid[:, period - 1 - column], out=suffix[:, period - 1 - column])
+    prefix, suffix = prefix.reshape(-1), suffix.reshape(-1)
     out[period - 1 :] = ufunc(suffix[: length - period + 1], prefix[period - 1 : length])
     return out
 
@@ -264,8 +278,10 @@ class Bands:
 
 def bollinger(source: Any, period: int = 20, mult: float = 2.0) -> Bands:
     """Bollinger bands: sma(source, period) ± mult * population stdev(source, period)."""
+    period = _check_period(period)
+    source = _as_float(source)
     basis = sma(source, period)
-    width = mult * stdev(source, period)
+    width = mult * _stdev_around(source, period, basis)
     return Bands(basis, basis + width, basis - width)
 
 
@@ -275,9 +291,20 @@ def keltner(high: Any, low: Any, close: Any, period: int = 20, mult: float = 1.5
     ``range`` is the built-in true range (bar 0 NaN, so the first value is at bar ``period``) or, with
     ``use_true_range=False``, high - low (first value at bar period-1).
     """
-    high, low = _as_float(high), _as_float(low)
+    return _keltner_around(_as_float(high), _as_float(low), _as_float(close), period, mult, use_true_range)
+
+
+def _keltner_around(
+    high: FloatArray,
+    low: FloatArray,
+    close: FloatArray,
+    period: int,
+    mult: float,
+    use_true_range: bool,
+    basis: FloatArray | None = None,
+) -> Bands:
     price_range = true_range(high, low, close) if use_true_range else high - low
-    basis = sma(close, period)
+    basis = sma(close, period) if basis is None else basis
     width = mult * sma(price_range, period)
     return Bands(basis, basis + width, basis - width)
 
@@ -321,13 +348,32 @@ def squeeze_momentum(
             False uses ``bb_mult`` for the Bollinger deviation.
     """
     high, low, close = _as_float(high), _as_float(low), _as_float(close)
+    bb_length, kc_length = _check_period(bb_length), _check_period(kc_length)
     bands = bollinger(close, bb_length, kc_mult if lazybear_compat else bb_mult)
-    channel = keltner(high, low, close, kc_length, kc_mult, use_true_range)
+    kc_basis = bands.basis if kc_length == bb_length else sma(close, kc_length)
+    channel = _keltner_around(high, low, close, kc_length, kc_mult, use_true_range, kc_basis)
     squeeze_on = (bands.lower > channel.lower) & (bands.upper < channel.upper)
     squeeze_off = (bands.lower < channel.lower) & (bands.upper > channel.upper)
-    midline = ((highest(high, kc_length) + lowest(low, kc_length)) / 2.0 + sma(close, kc_length)) / 2.0
+    midline = ((highest(high, kc_length) + lowest(low, kc_length)) / 2.0 + kc_basis) / 2.0
     value = linreg(close - midline, kc_length)
     return SqueezeMomentum(value, squeeze_on, squeeze_off)
+
+
+def _prefix_clamps(floor: FloatArray, ceiling: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Compose clamps v -> min(max(v, floor[k]), ceiling[k]) left to right (Hillis-Steele scan).
+
+    Applying clamp [a1, b1] then [a2, b2] equals the clamp [clip(a1, a2, b2), clip(b1, a2, b2)]. Only
+    min/max are used, so the result is exact.
+    """
+    floor, ceiling = floor.copy(), ceiling.copy()
+    step = 1
+    while step < len(floor):
+        later_floor, later_ceiling = floor[step:], ceiling[step:]
+        new_floor = np.minimum(np.maximum(floor[:-step], later_floor), later_ceiling)
+        new_ceiling = np.minimum(np.maximum(ceiling[:-step], later_floor), later_ceiling)
+        floor[step:], ceiling[step:] = new_floor, new_ceiling
+        step *= 2
+    return floor, ceiling
 
 
 @dataclass(frozen=True, eq=False)
@@ -371,12 +417,14 @@ def magic_trend(
     up, down = up[start:], down[start:]
     starts = np.flatnonzero(np.concatenate(([True], rising[1:] != rising[:-1])))
     segment_rising = rising[starts]
-    extremes = np.where(segment_rising, np.maximum.reduceat(up, starts), np.minimum.reduceat(down, starts)).tolist()
-    entry_values = []  # the line's value just before each segment (its carried-in prev)
-    for is_rising, extreme in zip(segment_rising.tolist(), extremes, strict=True):
-        entry_values.append(carried)
-        carried = max(carried, extreme) if is_rising else min(carried, extreme)
-    entry = np.asarray(entry_values)
+    extreme = np.where(segment_rising, np.maximum.reduceat(up, starts), np.minimum.reduceat(down, starts))
+    # Each segment maps its entry value v to max(v, extreme) (rising) or min(v, extreme): a clamp to
+    # [floor, ceiling]. Clamps compose into clamps, so a prefix scan gives every segment's exit value.
+    floor = np.where(segment_rising, extreme, -np.inf)
+    ceiling = np.where(segment_rising, np.inf, extreme)
+    floor, ceiling = _prefix_clamps(floor, ceiling)
+    exit_values = np.minimum(np.maximum(carried, floor), ceiling)
+    entry = np.concatenate(([carried], exit_values[:-1]))  # the line just before each segment
     candidate = np.where(rising, up, down)
     candidate[starts] = np.where(segment_rising, np.maximum(entry, up[starts]), np.minimum(entry, down[starts]))
     # Segmented running max/min in one scan: complex numbers order lexicographically (real, then imag),
