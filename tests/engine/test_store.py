@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import StoreException
-from engine.models import Candles
+from engine.models import (
+    Candles,
+    ClosedTrade,
+    EquityPoint,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionSide,
+    Side,
+    TradingState,
+)
 from engine.store import CandleSeriesInfo, Store
 
 MINUTE_MS = 60_000
@@ -196,3 +211,238 @@ async def test_candle_series_reports_range_rows_and_gaps(store: Store) -> None:
 
 async def test_candle_series_is_empty_for_a_new_store(store: Store) -> None:
     assert await store.candle_series() == []
+
+
+# --- orders, fills, positions, trades ---------------------------------------------------------------
+
+T0 = 1_700_000_000_000
+
+
+def make_order(client_id: str = "tb-1", status: OrderStatus = OrderStatus.INTENT, **changes: object) -> Order:
+    order = Order(
+        client_order_id=client_id,
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        type=OrderType.LIMIT,
+        quantity=0.125,
+        status=status,
+        created_ms=T0,
+        price=30_000.5,
+        stop_price=29_000.0,
+        reason="signal LONG",
+    )
+    return replace(order, **changes)  # type: ignore[arg-type]
+
+
+async def test_order_round_trips_every_field(store: Store) -> None:
+    order = make_order(
+        status=OrderStatus.PARTIALLY_FILLED,
+        exchange_order_id="998877",
+        filled_quantity=0.05,
+        average_price=30_000.25,
+        reduce_only=True,
+    )
+    await store.save_order(order)
+    assert await store.get_order("tb-1") == order
+    assert await store.get_order("unknown") is None
+
+
+async def test_saving_an_order_again_updates_it_in_place(store: Store) -> None:
+    await store.save_order(make_order())
+    filled = make_order(status=OrderStatus.FILLED, filled_quantity=0.125, average_price=30_000.0)
+    await store.save_order(filled, updated_ms=T0 + 5)
+    assert await store.get_order("tb-1") == filled
+    assert raw_count(store.path, "orders") == 1
+
+
+async def test_open_orders_excludes_terminal_statuses_and_keeps_intents(store: Store) -> None:
+    for index, status in enumerate(OrderStatus):
+        await store.save_order(make_order(f"tb-{index}", status, created_ms=T0 + index))
+    open_statuses = [order.status for order in await store.open_orders()]
+    assert open_statuses == [s for s in OrderStatus if not s.is_terminal]
+    assert OrderStatus.INTENT in open_statuses
+    assert await store.open_orders(symbol="ETH/USDT") == []
+
+
+def make_fill(trade_id: str = "t1", quantity: float = 0.125, side: Side = Side.BUY) -> Fill:
+    return Fill("tb-1", "BTC/USDT", side, quantity, 30_000.0, 0.03, T0 + 10, "USDT", trade_id)
+
+
+def make_position(quantity: float = 0.125) -> Position:
+    return Position("BTC/USDT", PositionSide.LONG, quantity, 30_000.0, T0 + 10, stop_price=29_000.0, entry_fee=0.03)
+
+
+async def test_record_fill_writes_fill_order_and_position_together(store: Store) -> None:
+    await store.save_order(make_order())
+    filled = make_order(status=OrderStatus.FILLED, filled_quantity=0.125, average_price=30_000.0)
+
+    assert await store.record_fill(make_fill(), make_position(), order=filled) is True
+
+    assert await store.fills("tb-1") == [make_fill()]
+    assert await store.get_order("tb-1") == filled
+    assert await store.open_positions() == [make_position()]
+
+
+async def test_record_fill_closing_a_position_deletes_it_and_keeps_the_trade(store: Store) -> None:
+    await store.save_order(make_order())
+    await store.record_fill(make_fill("t1"), make_position())
+    trade = ClosedTrade(
+        "BTC/USDT",
+        PositionSide.LONG,
+        0.125,
+        30_000.0,
+        31_000.0,
+        T0 + 10,
+        T0 + 99,
+        pnl=124.9,
+        fees=0.1,
+        reason="trailing_stop",
+    )
+    await store.save_order(make_order("tb-2", side=Side.SELL, reduce_only=True))
+    exit_fill = Fill("tb-2", "BTC/USDT", Side.SELL, 0.125, 31_000.0, 0.07, T0 + 99, "USDT", "t2")
+
+    await store.record_fill(exit_fill, None, trade)
+
+    assert await store.open_positions() == []
+    assert await store.trades() == [trade]
+
+
+async def test_record_fill_is_atomic_when_a_later_write_fails(store: Store) -> None:
+    await store.save_order(make_order())
+    broken_trade = ClosedTrade("BTC/USDT", PositionSide.LONG, 0.1, 1.0, 2.0, 0, 1, pnl=float("nan"))
+
+    with pytest.raises(StoreException):  # NaN pnl violates NOT NULL after fill and position were written
+        await store.record_fill(make_fill(), make_position(), broken_trade)
+
+    assert await store.fills() == []
+    assert await store.open_positions() == []
+    assert await store.trades() == []
+
+
+async def test_record_fill_for_an_unknown_order_is_refused(store: Store) -> None:
+    with pytest.raises(StoreException, match="FOREIGN KEY"):
+        await store.record_fill(make_fill(), make_position())
+    assert await store.open_positions() == []
+
+
+async def test_replayed_fill_with_same_trade_id_changes_nothing(store: Store) -> None:
+    await store.save_order(make_order())
+    await store.record_fill(make_fill("t1"), make_position(0.125))
+    assert await store.record_fill(make_fill("t1"), make_position(0.25)) is False
+    assert len(await store.fills()) == 1
+    assert (await store.open_positions())[0].quantity == 0.125
+
+
+async def test_one_open_position_per_symbol(store: Store) -> None:
+    await store.save_position(make_position(0.1))
+    await store.save_position(replace(make_position(0.3), trailing_stop_price=29_500.0, last_price=30_100.0))
+    positions = await store.open_positions()
+    assert len(positions) == 1
+    assert positions[0].quantity == 0.3 and positions[0].trailing_stop_price == 29_500.0
+    assert await store.delete_position("BTC/USDT") is True
+    assert await store.delete_position("BTC/USDT") is False
+
+
+async def test_trades_filter_by_symbol_time_and_limit(store: Store) -> None:
+    for index, symbol in enumerate(["BTC/USDT", "ETH/USDT", "BTC/USDT", "BTC/USDT"]):
+        await store.record_trade(ClosedTrade(symbol, PositionSide.SHORT, 1.0, 10.0, 9.0, index, 100 + index, pnl=1.0))
+    assert [t.exit_ms for t in await store.trades()] == [100, 101, 102, 103]
+    assert [t.exit_ms for t in await store.trades(symbol="BTC/USDT", limit=2)] == [102, 103]
+    assert [t.exit_ms for t in await store.trades(since_ms=102)] == [102, 103]
+
+
+# --- equity, breakers, kv ---------------------------------------------------------------------------
+
+
+async def test_equity_history_returns_newest_points_oldest_first(store: Store) -> None:
+    for minute in range(5):
+        await store.append_equity(EquityPoint(T0 + minute, 1000.0 + minute, 900.0, float(minute)))
+    history = await store.equity_history(limit=3)
+    assert history == [EquityPoint(T0 + m, 1000.0 + m, 900.0, float(m)) for m in (2, 3, 4)]
+    assert len(await store.equity_history()) == 5
+
+
+async def test_breaker_state_is_restored_after_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "breakers.sqlite"
+    tripped = {"state": "open", "value": 5.2, "threshold": 5.0, "since_ms": T0}
+    async with Store.open(path) as store:
+        await store.record_breaker_transition("daily_loss", {"state": "closed"}, "reset", time_ms=T0 - 1)
+        await store.record_breaker_transition("daily_loss", tripped, "tripped", time_ms=T0)
+        await store.record_breaker_transition("api_errors", {"state": "half_open"}, "half_open", time_ms=T0)
+
+    async with Store.open(path) as reopened:
+        assert await reopened.breaker_states() == {
+            "api_errors": {"state": "half_open"},
+            "daily_loss": tripped,
+        }
+        events = await reopened.breaker_events("daily_loss")
+    assert [e["event"] for e in events] == ["reset", "tripped"]
+    assert events[-1]["state"] == tripped and events[-1]["time_ms"] == T0
+
+
+async def test_kv_state_stores_json_values_and_enums(store: Store) -> None:
+    assert await store.get_state("missing", {"d": 1}) == {"d": 1}
+    await store.set_state("trading_state", TradingState.HALTED)
+    await store.set_state("limits", {"max_dd_pct": 12.5, "symbols": ["BTC/USDT"]})
+    assert await store.get_state("trading_state") == "HALTED"
+    assert await store.get_state("limits") == {"max_dd_pct": 12.5, "symbols": ["BTC/USDT"]}
+
+
+async def test_status_summary_has_the_documented_keys_and_is_json(store: Store) -> None:
+    await store.set_state("trading_state", TradingState.REDUCING)
+    await store.save_order(make_order())
+    await store.save_position(make_position())
+    await store.append_equity(EquityPoint(T0, 1000.0, 800.0, 200.0))
+    await store.record_breaker_transition("drawdown", {"state": "open"}, "tripped", time_ms=T0)
+
+    summary = await store.status_summary()
+
+    assert {"trading_state", "positions", "orders", "equity", "breakers"} <= summary.keys()
+    assert summary["trading_state"] == "REDUCING"
+    assert summary["positions"][0]["symbol"] == "BTC/USDT" and summary["positions"][0]["side"] == "long"
+    assert summary["orders"][0]["client_order_id"] == "tb-1" and summary["orders"][0]["status"] == "intent"
+    assert summary["equity"] == {"time_ms": T0, "equity": 1000.0, "cash": 800.0, "unrealized_pnl": 200.0}
+    assert summary["breakers"] == {"drawdown": {"state": "open"}}
+    assert json.loads(json.dumps(summary)) == summary
+
+
+async def test_status_summary_of_an_empty_store_defaults_to_active(store: Store) -> None:
+    summary = await store.status_summary()
+    assert summary["trading_state"] == "ACTIVE"
+    assert summary["positions"] == [] and summary["orders"] == [] and summary["equity"] is None
+
+
+# --- concurrency ------------------------------------------------------------------------------------
+
+
+async def test_other_tasks_do_not_see_uncommitted_writes(store: Store) -> None:
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction():
+            await store.set_state("k", "uncommitted")
+            inside.set()
+            await release.wait()
+            raise RuntimeError("abort")
+
+    task = asyncio.create_task(writer())
+    await inside.wait()
+    reader = asyncio.create_task(store.get_state("k", "none"))
+    await asyncio.sleep(0)
+    assert not reader.done()  # waits for the transaction instead of reading its dirty value
+    release.set()
+    with pytest.raises(RuntimeError):
+        await task
+    assert await reader == "none"
+
+
+async def test_nested_transaction_failure_rolls_back_only_the_inner_block(store: Store) -> None:
+    async with store.transaction():
+        await store.set_state("outer", 1)
+        with pytest.raises(ValueError):
+            async with store.transaction():
+                await store.set_state("inner", 2)
+                raise ValueError("inner fails")
+    assert await store.get_state("outer") == 1
+    assert await store.get_state("inner") is None
