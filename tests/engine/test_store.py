@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -446,3 +448,48 @@ async def test_nested_transaction_failure_rolls_back_only_the_inner_block(store:
                 raise ValueError("inner fails")
     assert await store.get_state("outer") == 1
     assert await store.get_state("inner") is None
+
+
+# --- crash safety -----------------------------------------------------------------------------------
+
+_CRASHING_WRITER = """
+import asyncio, sys
+import numpy as np
+from engine.models import Candles
+from engine.store import Store
+
+async def main(path):
+    def candles(start):
+        times = np.arange(start, start + 1000, dtype=np.int64) * 60_000
+        return Candles("BTC/USDT", "1m", times, *(np.full(1000, 1.5) for _ in range(5)))
+    store = await Store.open(path)
+    await store.upsert_candles(candles(0))
+    async with store.transaction():
+        await store.upsert_candles(candles(1000))
+        await store.set_state("trading_state", "HALTED")
+        print("in-transaction", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_sigkill_mid_transaction_keeps_committed_rows_and_drops_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "crash.sqlite"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CRASHING_WRITER,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+    assert line.strip() == b"in-transaction"
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+    async with Store.open(path) as store:
+        assert len(await store.read_candles("BTC/USDT", "1m")) == 1000
+        assert await store.get_state("trading_state") is None
