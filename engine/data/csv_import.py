@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import numpy as np
-import pandas as pd
+import numpy.typing as npt
+import pandas as pd  # type: ignore[import-untyped]
 
 from engine.data.validate import (
     CandleColumns,
@@ -144,10 +145,11 @@ def detect_format(path: str | Path) -> CandleFileFormat:
     )
 
 
-def _columns_from(raw_times: np.ndarray, values: list[np.ndarray], first_row: int) -> CandleColumns:
+def _columns_from(raw_times: npt.ArrayLike, values: list[npt.ArrayLike], first_row: int) -> CandleColumns:
     raw = np.asarray(raw_times, dtype=np.int64)
     times_ms, _ = timestamps_to_ms(raw)
-    return CandleColumns(raw, times_ms, *(np.asarray(v, dtype=np.float64) for v in values), first_row=first_row)
+    o, h, lo, c, v = (np.asarray(column, dtype=np.float64) for column in values)
+    return CandleColumns(raw, times_ms, o, h, lo, c, v, first_row=first_row)
 
 
 def _parse_fast(path: Path, fmt: CandleFileFormat) -> CandleColumns | None:
@@ -159,7 +161,7 @@ def _parse_fast(path: Path, fmt: CandleFileFormat) -> CandleColumns | None:
             path,
             header=None,
             skiprows=1 if fmt.has_header else 0,
-            dtype=dtypes,  # type: ignore[arg-type]
+            dtype=dtypes,
             compression="gzip" if fmt.compressed else None,
             skip_blank_lines=False,  # a blank line must stay a row so that row numbers match the file
             index_col=False,
