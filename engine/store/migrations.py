@@ -245,8 +245,6 @@ async def apply_migrations(
             if isinstance(error, StoreException):
                 raise
             if isinstance(error, sqlite3.Error):
-                raise StoreException(
-                    f"{path}: migration to schema version {step.version} failed: {error}"
-                ) from error
+                raise StoreException(f"{path}: migration to schema version {step.version} failed: {error}") from error
             raise
     return await read_schema_version(conn)
