@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd  # type: ignore[import-untyped]
 from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.models import Candles, FloatArray, IntArray, SignalType
@@ -53,6 +54,16 @@ def _sign_of(direction: SignalType) -> int:
 def _previous_windows(values: FloatArray, length: int) -> npt.NDArray[np.float64]:
     """Row ``k`` holds ``values[k .. k+length-1]``, the window *before* bar ``k + length``."""
     return sliding_window_view(values, length)[: len(values) - length]
+
+
+def _previous_median(values: FloatArray, length: int) -> FloatArray:
+    """Median of the ``length`` values before each bar from bar ``length`` on.
+
+    pandas' rolling median (a skiplist over the exact window values, even windows averaging the middle two
+    as numpy does) gives the same numbers as ``np.median`` per window, about 5x faster.
+    """
+    medians: FloatArray = pd.Series(values).rolling(length).median().to_numpy(dtype=np.float64)
+    return medians[length - 1 : len(values) - 1]
 
 
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
@@ -311,7 +322,7 @@ class VolumeAnalyzer:
         if n > lookback:
             windows = _previous_windows(volume, lookback)
             current = volume[lookback:, None]
-            relative[lookback:] = _ratio(volume[lookback:], np.median(windows, axis=1))
+            relative[lookback:] = _ratio(volume[lookback:], _previous_median(volume, lookback))
             below = np.count_nonzero(windows < current, axis=1)
             ties = np.count_nonzero(windows == current, axis=1)
             rank[lookback:] = (below + 0.5 * ties) / lookback

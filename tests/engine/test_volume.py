@@ -77,6 +77,19 @@ def test_relative_volume_compares_with_the_median_of_previous_bars_only() -> Non
     assert np.isnan(frame.relative_volume[:10]).all()
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=1_000), st.sampled_from([10, 11]))
+def test_relative_volume_baseline_is_the_exact_median_of_the_window(seed: int, lookback: int) -> None:
+    rng = np.random.default_rng(seed)
+    volume = np.round(rng.lognormal(2.0, 1.0, 60), 1)  # rounding makes ties
+    volume[rng.random(60) < 0.2] = 0.0
+    frame = VolumeAnalyzer(lookback_periods=lookback).analyze(candles_from(np.full(60, 100.0), volume))
+    for bar in range(lookback, 60):
+        median = np.median(volume[bar - lookback : bar])
+        expected = volume[bar] / median if median > 0 else (1.0 if volume[bar] == 0 else MAX_RELATIVE_VOLUME)
+        assert frame.relative_volume[bar] == min(expected, MAX_RELATIVE_VOLUME)
+
+
 def test_confirmation_needs_a_move_in_the_direction_on_above_median_volume() -> None:
     close = np.r_[np.full(10, 100.0), 101.0, 100.0]
     volume = np.r_[np.full(10, 10.0), 15.0, 15.0]
