@@ -56,3 +56,43 @@ class ExecutionException(TradingBotException):
 
 class SecurityException(TradingBotException):
     """A secret, permission or authentication check failed."""
+
+
+class ExchangeCallException(ExecutionException):
+    """An exchange call failed; names the operation and a reason free of secrets and signed URLs.
+
+    Attributes:
+        operation: what was being done, e.g. ``submit_market_order BTC/USDT``.
+        reason: the exchange's or network's explanation, query strings stripped.
+        attempts: how many attempts were made before giving up.
+    """
+
+    def __init__(self, operation: str, reason: str, attempts: int = 1) -> None:
+        self.operation = operation
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(f"{operation} failed: {reason}")
+
+
+class ExchangeUnavailableException(ExchangeCallException):
+    """Network errors, timeouts or throttling outlasted every retry; the outcome may be unknown."""
+
+
+class OrderRejectedException(ExchangeCallException):
+    """The exchange refused the order (filters, invalid parameters); retrying cannot help."""
+
+
+class InsufficientFundsException(OrderRejectedException):
+    """The account balance does not cover the order."""
+
+
+class StopWouldTriggerException(OrderRejectedException):
+    """A stop price is already crossed by the market, so the exchange refused the stop order."""
+
+
+class OrderNotFoundException(ExchangeCallException):
+    """The exchange does not know the order (by client order id)."""
+
+
+class ExchangeAuthException(ExchangeCallException):
+    """API key rejected, lacks a permission, or the account may not trade."""
