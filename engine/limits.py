@@ -1,0 +1,240 @@
+"""Provides AccountLimits: the max daily loss and max drawdown limits with warnings and latched halts.
+
+Boundary rule (shared with the breakers, see ``engine.precision.reaches``): a limit is the first value
+that is not allowed, so reaching it exactly is a breach; warnings likewise fire at exactly
+``warning_threshold_ratio`` x limit. A breach tells the caller to close every position at once and halt
+(``RiskAction.CLOSE_ALL_AND_HALT``): blocking only new entries would let open losses run past the limit.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config import RiskConfig
+from engine.errors import RiskManagementException
+from engine.models import Event
+from engine.precision import reaches
+
+DAY_MS = 86_400_000
+STATE_VERSION = 1
+
+DAILY_LOSS = "daily_loss"
+DRAWDOWN = "drawdown"
+_LIMIT_NAMES = (DAILY_LOSS, DRAWDOWN)
+
+
+class RiskAction(enum.StrEnum):
+    """What the caller must do after a limit check."""
+
+    NONE = "none"  # trade normally
+    HALT_ENTRIES = "halt_entries"  # a limit is latched (breached earlier): no new entries
+    CLOSE_ALL_AND_HALT = "close_all_and_halt"  # a limit is breached now: close every position at once, halt
+
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    """Result of a limit check (``AccountLimits.check``); percentages in [0, 100].
+
+    ``action`` is level-triggered (repeated on every call while a limit is breached, so it cannot be
+    missed and executing it twice is harmless); ``events`` are edge-triggered (once per crossing).
+    """
+
+    action: RiskAction
+    equity: float
+    peak_equity: float
+    day_start_equity: float
+    daily_loss_pct: float
+    drawdown_pct: float
+    daily_loss_limit_pct: float
+    drawdown_limit_pct: float
+    reasons: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+
+    @property
+    def must_close_all(self) -> bool:
+        return self.action is RiskAction.CLOSE_ALL_AND_HALT
+
+    @property
+    def allows_entry(self) -> bool:
+        return self.action is RiskAction.NONE
+
+    @property
+    def daily_loss_distance_pct(self) -> float:
+        """Percentage points of equity left before the daily-loss limit (<= 0 = breached)."""
+        return self.daily_loss_limit_pct - self.daily_loss_pct
+
+    @property
+    def drawdown_distance_pct(self) -> float:
+        """Percentage points left before the max-drawdown limit (<= 0 = breached)."""
+        return self.drawdown_limit_pct - self.drawdown_pct
+
+
+
+class AccountLimits:
+    """Tracks the equity peak and the trading day's start equity and enforces both loss limits.
+
+    State that must survive a restart (peak, day key and start equity, warning flags, latched halts) is
+    JSON-able via :meth:`to_state` / :meth:`restore`.
+    """
+
+    def __init__(self, config: RiskConfig) -> None:
+        self._peak_equity: float | None = None
+        self._day_key: int | None = None
+        self._day_start_equity: float | None = None
+        self._warned: dict[str, bool] = dict.fromkeys(_LIMIT_NAMES, False)
+        self._latched: dict[str, int] = {}  # limit name -> breach time (UTC ms)
+        self.reconfigure(config)
+
+    def reconfigure(self, config: RiskConfig) -> None:
+        """Apply new settings keeping the account state."""
+        self._config = config
+        reset = config.daily_reset_utc
+        self._reset_offset_ms = ((reset.hour * 60 + reset.minute) * 60 + reset.second) * 1000
+        self._limits = {DAILY_LOSS: config.max_daily_loss_percent, DRAWDOWN: config.max_drawdown_percent}
+
+    def trading_day_key(self, now_ms: int) -> int:
+        """Index of the UTC trading day containing ``now_ms``; days start at ``daily_reset_utc``."""
+        return (now_ms - self._reset_offset_ms) // DAY_MS
+
+    def check(self, equity: float, now_ms: int) -> LimitCheck:
+        """Track peak and day-start equity and test the daily-loss and max-drawdown limits.
+
+        Call once per bar (and after fills) with equity marked to market. The first call of a trading
+        day (boundary at ``daily_reset_utc``) records that day's start equity, re-arms the daily warning
+        and lifts a daily-loss halt. A drawdown halt is lifted only by :meth:`manual_resume`.
+
+        Limits (pct in [0, 100]): ``daily_loss = (day_start - equity) / day_start * 100`` and
+        ``drawdown = (peak - equity) / peak * 100``. Reaching a limit is a breach. While breached, the
+        action is ``CLOSE_ALL_AND_HALT`` on every call; afterwards ``HALT_ENTRIES`` while latched.
+        Events: ``RiskLimitWarning`` once per upward crossing of ``warning_threshold_ratio`` x limit
+        (re-armed when the value falls back below it), ``RiskLimitBreached`` once per breach,
+        ``RiskHaltCleared`` when a daily halt lifts at the day boundary. Each carries the distance to
+        the limit in percentage points. Non-finite equity halts entries without touching state.
+        """
+        if not math.isfinite(equity):
+            return self._check_result(
+                RiskAction.HALT_ENTRIES, equity, math.nan, math.nan, ("equity is not a finite number",), ()
+            )
+        events: list[Event] = []
+        day_key = self.trading_day_key(now_ms)
+        if day_key != self._day_key:
+            self._day_key = day_key
+            self._day_start_equity = equity
+            self._warned[DAILY_LOSS] = False
+            if self._latched.pop(DAILY_LOSS, None) is not None:
+                events.append(Event(
+                    "RiskHaltCleared", now_ms, "daily loss halt lifted: new trading day",
+                    {"limit": DAILY_LOSS, "source": "day_boundary", "equity": equity},
+                ))
+        if self._peak_equity is None or equity > self._peak_equity:
+            self._peak_equity = equity
+        peak = self._peak_equity
+        day_start = self._day_start_equity if self._day_start_equity is not None else equity
+        daily_loss_pct = max(0.0, (day_start - equity) / day_start * 100.0) if day_start > 0 else 100.0
+        drawdown_pct = max(0.0, (peak - equity) / peak * 100.0) if peak > 0 else 100.0
+        values = {DAILY_LOSS: daily_loss_pct, DRAWDOWN: drawdown_pct}
+
+        breached_now: list[str] = []
+        for name in _LIMIT_NAMES:
+            value, limit = values[name], self._limits[name]
+            data = {"limit": name, "value_pct": value, "limit_pct": limit, "distance_pct": limit - value,
+                    "equity": equity}
+            if reaches(value, limit):
+                breached_now.append(name)
+                if name not in self._latched:
+                    self._latched[name] = now_ms
+                    events.append(Event(
+                        "RiskLimitBreached", now_ms,
+                        f"{name.replace('_', ' ')} {value:.2f}% reached limit {limit}%: closing all positions",
+                        data, "critical",
+                    ))
+            warn_at = limit * self._config.warning_threshold_ratio
+            if reaches(value, warn_at):
+                if not self._warned[name]:
+                    self._warned[name] = True
+                    if name not in breached_now:
+                        events.append(Event(
+                            "RiskLimitWarning", now_ms,
+                            f"{name.replace('_', ' ')} {value:.2f}% is {limit - value:.2f} points from limit {limit}%",
+                            data, "warning",
+                        ))
+            else:
+                self._warned[name] = False
+
+        if breached_now:
+            action = RiskAction.CLOSE_ALL_AND_HALT
+            reasons = tuple(f"{name} {values[name]:.2f}% >= {self._limits[name]}%" for name in breached_now)
+        elif self._latched:
+            action = RiskAction.HALT_ENTRIES
+            reasons = tuple(f"{name} limit breached earlier; halted" for name in sorted(self._latched))
+        else:
+            action, reasons = RiskAction.NONE, ()
+        return self._check_result(action, equity, daily_loss_pct, drawdown_pct, reasons, tuple(events))
+
+    def _check_result(
+        self, action: RiskAction, equity: float, daily_loss_pct: float, drawdown_pct: float,
+        reasons: tuple[str, ...], events: tuple[Event, ...],
+    ) -> LimitCheck:
+        return LimitCheck(
+            action, equity,
+            self._peak_equity if self._peak_equity is not None else math.nan,
+            self._day_start_equity if self._day_start_equity is not None else math.nan,
+            daily_loss_pct, drawdown_pct, self._limits[DAILY_LOSS], self._limits[DRAWDOWN], reasons, events,
+        )
+
+    @property
+    def halted(self) -> bool:
+        """Whether a limit breach has halted new entries (state as of the last check)."""
+        return bool(self._latched)
+
+    @property
+    def halt_reasons(self) -> tuple[str, ...]:
+        """Names of the latched limits (``daily_loss``, ``drawdown``)."""
+        return tuple(sorted(self._latched))
+
+    def manual_resume(self, equity: float, now_ms: int) -> tuple[Event, ...]:
+        """A person lifts every limit halt; the peak and day-start equity are re-based to ``equity``.
+
+        Re-basing is what makes the resume meaningful: without it the same drawdown would trip again on
+        the next check. Returns a ``RiskHaltCleared`` event, or nothing if not halted.
+        """
+        if not self._latched:
+            return ()
+        cleared = sorted(self._latched)
+        self._latched.clear()
+        self._peak_equity = equity
+        self._day_start_equity = equity
+        self._day_key = self.trading_day_key(now_ms)
+        self._warned = dict.fromkeys(_LIMIT_NAMES, False)
+        return (Event(
+            "RiskHaltCleared", now_ms, f"risk halt lifted manually ({', '.join(cleared)})",
+            {"limits": cleared, "source": "manual", "equity": equity},
+        ),)
+
+    def to_state(self) -> dict[str, Any]:
+        """The restart-surviving state as JSON-able data."""
+        return {
+            "version": STATE_VERSION,
+            "peak_equity": self._peak_equity,
+            "day_key": self._day_key,
+            "day_start_equity": self._day_start_equity,
+            "warned": dict(self._warned),
+            "latched": dict(self._latched),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load state produced by :meth:`to_state` (possibly after a JSON round trip)."""
+        if state.get("version") != STATE_VERSION:
+            raise RiskManagementException(f"unsupported risk state version {state.get('version')!r}")
+        peak, day_key, day_start = state["peak_equity"], state["day_key"], state["day_start_equity"]
+        self._peak_equity = None if peak is None else float(peak)
+        self._day_key = None if day_key is None else int(day_key)
+        self._day_start_equity = None if day_start is None else float(day_start)
+        self._warned = {name: bool(state["warned"].get(name, False)) for name in _LIMIT_NAMES}
+        self._latched = {str(name): int(when) for name, when in state["latched"].items()}
+

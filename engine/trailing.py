@@ -1,0 +1,201 @@
+"""Provides trailing-stop policies (percent, ATR chandelier, swing) and the never-loosening update.
+
+A trailing stop follows the best price reached since entry (the *extreme*: highest high for a long,
+lowest low for a short) and only ever moves in the position's favour. Order of work per bar, which the
+caller owns: first test the bar against the stop set on the previous bar, then call
+:func:`update_trailing_stop` with the bar's extreme, so a stop never trails a price it was set from.
+
+Rounding: a candidate stop is rounded to the tick *away from the market* (down for a long, up for a
+short), the same rule as the initial stop, so rounding can only make a stop looser by less than one tick
+and never pushes it across the price.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from engine.config import RiskConfig
+from engine.models import FloatArray, MarketLimits, PositionSide
+from engine.precision import STEP_EPS, ceil_to_step, floor_to_step, reaches
+
+NAN = math.nan
+
+
+class TrailingPolicy(Protocol):
+    """Computes a raw (unrounded) trailing-stop candidate; NaN means "no candidate this bar"."""
+
+    def candidate(
+        self, side: PositionSide, entry_price: float, extreme_price: float, price: float, atr: float, swing: float
+    ) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PercentTrailing:
+    """Trails ``distance_pct`` behind the extreme once the extreme is ``activation_pct`` past entry.
+
+    Activation is inclusive: a gain of exactly ``activation_pct`` activates (see ``precision.reaches``).
+    """
+
+    activation_pct: float = 1.0
+    distance_pct: float = 0.5
+
+    def candidate(
+        self, side: PositionSide, entry_price: float, extreme_price: float, price: float, atr: float, swing: float
+    ) -> float:
+        if side is PositionSide.LONG:
+            gain_pct = (extreme_price / entry_price - 1.0) * 100.0
+            trail = extreme_price * (1.0 - self.distance_pct / 100.0)
+        else:
+            gain_pct = (1.0 - extreme_price / entry_price) * 100.0
+            trail = extreme_price * (1.0 + self.distance_pct / 100.0)
+        return trail if reaches(gain_pct, self.activation_pct) else NAN
+
+
+@dataclass(frozen=True, slots=True)
+class ChandelierTrailing:
+    """Chandelier exit: ``atr_multiple`` x ATR behind the extreme, active from entry."""
+
+    atr_multiple: float = 3.0
+
+    def candidate(
+        self, side: PositionSide, entry_price: float, extreme_price: float, price: float, atr: float, swing: float
+    ) -> float:
+        if not (atr > 0.0 and math.isfinite(atr)):
+            return NAN
+        offset = self.atr_multiple * atr
+        return extreme_price - offset if side is PositionSide.LONG else extreme_price + offset
+
+
+@dataclass(frozen=True, slots=True)
+class SwingTrailing:
+    """Stop at the last confirmed swing low (long) or swing high (short); see :func:`swing_levels`.
+
+    A swing level on the wrong side of the current price (e.g. a swing low above the price after a
+    drop) is broken support, not a stop, and is ignored.
+    """
+
+    lookback: int = 5
+
+    def candidate(
+        self, side: PositionSide, entry_price: float, extreme_price: float, price: float, atr: float, swing: float
+    ) -> float:
+        if not math.isfinite(swing):
+            return NAN
+        if math.isfinite(price) and (swing >= price if side is PositionSide.LONG else swing <= price):
+            return NAN
+        return swing
+
+
+def trailing_policy_from_config(config: RiskConfig) -> TrailingPolicy:
+    """The policy named by ``config.trailing_policy`` with its configured parameters."""
+    if config.trailing_policy == "percent":
+        return PercentTrailing(config.trailing_stop_activation_percent, config.trailing_stop_distance_percent)
+    if config.trailing_policy == "atr":
+        return ChandelierTrailing(config.chandelier_atr_multiple)
+    return SwingTrailing(config.swing_lookback)
+
+
+@dataclass(frozen=True, slots=True)
+class TrailingUpdate:
+    """Result of one trailing update.
+
+    Attributes:
+        stop_price: the stop to use from now on (quote currency); equals the old stop unless ``moved``.
+        moved: whether the stop tightened on this update.
+        active: whether the policy produced a candidate at all (e.g. percent trailing activated).
+    """
+
+    stop_price: float
+    moved: bool
+    active: bool
+
+
+def update_trailing_stop(
+    policy: TrailingPolicy,
+    side: PositionSide,
+    entry_price: float,
+    current_stop: float,
+    extreme_price: float,
+    limits: MarketLimits,
+    *,
+    price: float = NAN,
+    atr: float = NAN,
+    swing_price: float = NAN,
+) -> TrailingUpdate:
+    """Tighten ``current_stop`` towards the policy's candidate; never loosen it.
+
+    Args:
+        policy: the trailing policy.
+        side: position side.
+        entry_price: average entry price (quote currency).
+        current_stop: the stop in force now (quote currency).
+        extreme_price: highest high (long) / lowest low (short) since entry, including this bar.
+        limits: market rules; the candidate is rounded to ``tick_size`` away from the market.
+        price: last price (close of this bar); used by the swing policy, NaN if unknown.
+        atr: current ATR in quote currency (chandelier policy).
+        swing_price: last confirmed swing low (long) / swing high (short), NaN if none.
+
+    Returns:
+        The new stop; ``stop_price == current_stop`` exactly whenever the candidate is not tighter by
+        more than ``STEP_EPS`` ticks, so the stop is monotone (non-decreasing for a long).
+    """
+    raw = policy.candidate(side, entry_price, extreme_price, price, atr, swing_price)
+    if not math.isfinite(raw) or raw <= 0.0:
+        return TrailingUpdate(current_stop, False, False)
+    tick = limits.tick_size
+    if side is PositionSide.LONG:
+        candidate = floor_to_step(raw, tick)
+        improvement = candidate - current_stop
+    else:
+        candidate = ceil_to_step(raw, tick)
+        improvement = current_stop - candidate
+    if candidate > 0.0 and improvement > tick * STEP_EPS:
+        return TrailingUpdate(candidate, True, True)
+    return TrailingUpdate(current_stop, False, True)
+
+
+def swing_levels(high: FloatArray, low: FloatArray, lookback: int) -> tuple[FloatArray, FloatArray]:
+    """Last confirmed swing low and swing high at every bar, without look-ahead.
+
+    Bar ``j`` is a swing low when ``low[j]`` is the minimum of ``low[j - lookback : j + lookback + 1]``
+    (a swing high likewise with ``high`` and maximum). It is only *known* once the ``lookback`` bars
+    after it have closed, so it becomes visible at bar ``j + lookback``: the value at bar ``t`` uses bars
+    ``0..t`` only.
+
+    Args:
+        high: bar highs, oldest first.
+        low: bar lows, oldest first.
+        lookback: bars on each side that define a swing (>= 1).
+
+    Returns:
+        ``(swing_low, swing_high)`` float64 arrays of ``len(low)``, NaN before the first confirmed swing.
+    """
+    if lookback < 1:
+        raise ValueError(f"lookback must be >= 1, got {lookback}")
+    high = np.asarray(high, dtype=np.float64)
+    low = np.asarray(low, dtype=np.float64)
+    return _last_pivot(low, lookback, is_low=True), _last_pivot(high, lookback, is_low=False)
+
+
+def _last_pivot(values: FloatArray, lookback: int, *, is_low: bool) -> FloatArray:
+    count = len(values)
+    width = 2 * lookback + 1
+    result = np.full(count, np.nan)
+    if count < width:
+        return result
+    windows = sliding_window_view(values, width)
+    extreme = windows.min(axis=1) if is_low else windows.max(axis=1)
+    centres = np.arange(lookback, count - lookback)
+    # Exact equality is intended: the extreme is one of the window's own values, not a computed price.
+    pivots = centres[values[centres] == extreme]
+    latest_pivot = np.full(count, -1, dtype=np.int64)
+    latest_pivot[pivots + lookback] = pivots
+    latest_pivot = np.maximum.accumulate(latest_pivot)
+    known = latest_pivot >= 0
+    result[known] = values[latest_pivot[known]]
+    return result
