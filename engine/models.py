@@ -144,6 +144,7 @@ class OrderType(enum.StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     STOP_MARKET = "stop_market"
+    STOP_LIMIT = "stop_limit"  # a stop that becomes a limit order when triggered (Binance STOP_LOSS_LIMIT)
 
 
 class OrderStatus(enum.StrEnum):
