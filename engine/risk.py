@@ -92,8 +92,9 @@ class DynamicRiskManager:
         Rounding goes to the tick *away from entry* (down for a long, up for a short). That is the safe
         direction: the stop can only end up further from entry, never on or past it, and the position is
         sized on the rounded distance, so the risk budget still holds exactly. Rounding towards entry
-        could land a sub-tick stop on the entry price itself. If the ATR distance is under one tick the
-        stop is put one tick beyond entry. A long stop that would be <= 0 is raised to one tick.
+        could land a sub-tick stop on the entry price itself. The stop is always at least one tick
+        beyond entry (a sub-tick ATR distance is widened to that), and a long stop that would be <= 0 is
+        raised to one tick.
 
         Args:
             side: position side.
@@ -103,7 +104,7 @@ class DynamicRiskManager:
 
         Raises:
             RiskManagementException: on a non-positive/non-finite entry or a negative/non-finite ATR, or a
-                long entry at or below one tick (no stop below it exists).
+                long entry under two ticks (no positive stop a tick below it exists).
         """
         if not (entry_price > 0.0 and math.isfinite(entry_price)):
             raise RiskManagementException(f"entry price must be finite and > 0, got {entry_price!r}")
@@ -112,18 +113,12 @@ class DynamicRiskManager:
         tick = limits.tick_size
         distance = self._config.stop_atr_multiple * atr
         if side is PositionSide.LONG:
-            stop = floor_to_step(entry_price - distance, tick)
-            if stop > entry_price - tick * STEP_EPS:  # sub-tick distance rounded onto entry
-                stop = floor_to_step(entry_price - tick, tick)
-            if stop < tick * (1.0 - STEP_EPS):
-                stop = tick
-            if stop >= entry_price:
+            nearest_allowed = floor_to_step(entry_price - tick, tick)  # at least one tick below entry
+            if nearest_allowed < tick * (1.0 - STEP_EPS):
                 raise RiskManagementException(f"no long stop exists below entry {entry_price} at tick {tick}")
-            return stop
-        stop = ceil_to_step(entry_price + distance, tick)
-        if stop < entry_price + tick * STEP_EPS:
-            stop = ceil_to_step(entry_price + tick, tick)
-        return stop
+            return max(min(floor_to_step(entry_price - distance, tick), nearest_allowed), tick)
+        nearest_allowed = ceil_to_step(entry_price + tick, tick)  # at least one tick above entry
+        return max(ceil_to_step(entry_price + distance, tick), nearest_allowed)
 
     def update_trailing_stop(
         self,
