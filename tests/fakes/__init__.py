@@ -1,0 +1,1 @@
+"""Provides loopback fakes of external services (Telegram Bot API, exchanges) for tests."""
