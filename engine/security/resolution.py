@@ -219,10 +219,7 @@ def _read_secrets_file(
         passphrase = passphrase_from_env_or_prompt((SECRETS_PASSPHRASE_ENV,), "Secrets file passphrase: ")
     else:
         passphrase = passphrase_provider()
-    try:
-        return file.read(require_passphrase(passphrase, (SECRETS_PASSPHRASE_ENV,)))
-    except SecurityException as error:
-        raise SecurityException(f"{file.path}: {error}") from None
+    return file.read(require_passphrase(passphrase, (SECRETS_PASSPHRASE_ENV,)))
 
 
 def _config_document(config_path: str | os.PathLike[str] | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from engine.config import SECRET_FIELDS, resolve_config_path
 from engine.errors import SecurityException
-from engine.security.crypto import PRODUCTION_KDF, KdfParams, SealedFormatError, seal, unseal
+from engine.security.crypto import PRODUCTION_KDF, KdfParams, SealedFormatError, WrongPassphraseError, seal, unseal
 from engine.security.permissions import write_private_file
 
 SECRETS_FILE_ENV = "TRADEBOT_SECRETS_FILE"
@@ -76,6 +76,8 @@ class SecretsFile:
             secrets = document["secrets"]
             if not isinstance(secrets, dict):
                 raise TypeError
+        except WrongPassphraseError as error:
+            raise WrongPassphraseError(f"{self._path}: {error}") from None
         except SealedFormatError as error:
             raise SecurityException(f"{self._path}: {error}") from None
         except (ValueError, KeyError, TypeError):
