@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -243,3 +244,12 @@ def test_reconfigure_applies_new_limits_and_keeps_the_account_state() -> None:
     manager.check_drawdown_limits(10_000.0, 0)
     manager.reconfigure(RiskConfig(max_drawdown_percent=3.0))
     assert manager.check_drawdown_limits(9_700.0, 1).action is RiskAction.CLOSE_ALL_AND_HALT
+
+
+def test_risk_manager_state_round_trips_through_json() -> None:
+    manager = DynamicRiskManager(RiskConfig())
+    manager.check_drawdown_limits(10_000.0, 0)
+    manager.check_drawdown_limits(8_900.0, 1)
+    restored = DynamicRiskManager.from_state(RiskConfig(), json.loads(json.dumps(manager.to_state())))
+    assert restored.to_state() == manager.to_state()
+    assert restored.should_halt_trading()
