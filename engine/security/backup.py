@@ -170,7 +170,7 @@ def _check_database_file(path: Path) -> int:
         raise SecurityException(f"the backup does not hold a database: {error}") from None
     try:
         _require_intact(connection, "the backup")
-        version = _schema_version(connection, "the backup")
+        version = _schema_version(connection, "the backup", newest=LATEST_VERSION)
         # Leave the staged file in rollback-journal mode so it carries no WAL of its own when renamed.
         connection.execute("PRAGMA journal_mode = DELETE")
         return version
@@ -187,7 +187,7 @@ def _require_intact(connection: sqlite3.Connection, what: object) -> None:
         raise SecurityException(f"{what}: integrity check failed: {first}")
 
 
-def _schema_version(connection: sqlite3.Connection, what: object) -> int:
+def _schema_version(connection: sqlite3.Connection, what: object, *, newest: int | None = None) -> int:
     try:
         row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
     except sqlite3.OperationalError:
@@ -195,9 +195,9 @@ def _schema_version(connection: sqlite3.Connection, what: object) -> int:
     version = row[0] if row else None
     if not isinstance(version, int):
         raise SecurityException(f"{what} has no schema version")
-    if version > LATEST_VERSION:
+    if newest is not None and version > newest:
         raise SecurityException(
-            f"{what} has schema version {version}, newer than this program ({LATEST_VERSION}); upgrade tradebot"
+            f"{what} has schema version {version}, newer than this program ({newest}); upgrade tradebot"
         )
     return version
 
