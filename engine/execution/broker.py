@@ -1,0 +1,206 @@
+"""Provides the Broker protocol that paper and exchange brokers implement, its result types and client ids.
+
+Every money-moving call takes a caller-chosen client order id. The ids are deterministic
+(:func:`make_client_order_id`): the same decision on the same bar always yields the same id, so a
+resubmit after a timeout or a restart is recognised by the exchange (or by the broker's look-up)
+instead of creating a second order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from engine.errors import ExchangeCallException
+from engine.models import Fill, MarketLimits, Order, OrderStatus, Side
+
+CLIENT_ORDER_ID_MAX_CHARS = 36
+"""Binance's limit for ``newClientOrderId``; its charset is ``[A-Za-z0-9_-]``."""
+
+_ILLEGAL_ID_CHARS = re.compile(r"[^A-Za-z0-9]")
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(value: int) -> str:
+    if value < 0:
+        raise ValueError(f"bar time must be >= 0 ms, got {value}")
+    digits = []
+    while True:
+        value, remainder = divmod(value, 36)
+        digits.append(_BASE36[remainder])
+        if value == 0:
+            return "".join(reversed(digits))
+
+
+def make_client_order_id(prefix: str, symbol: str, bar_time_ms: int, purpose: str) -> str:
+    """Deterministic, Binance-legal client order id of at most 36 characters.
+
+    Args:
+        prefix: short tag of this bot/account, e.g. ``"tb"``; letters and digits.
+        symbol: market symbol, e.g. ``BTC/USDT`` (separators are dropped).
+        bar_time_ms: open time (UTC ms) of the bar whose decision the order carries out.
+        purpose: what the order is for, unique per bar and symbol, e.g. ``"entry"``, ``"stop"``,
+            ``"trail3"`` (the third trailing replacement), ``"exit"``.
+
+    Returns:
+        ``prefix-SYMBOL-time36-purpose`` when it fits, else ``prefix-time36-<hash of all inputs>``;
+        the same inputs always give the same id.
+    """
+    clean_prefix = _ILLEGAL_ID_CHARS.sub("", prefix)[:8]
+    clean_symbol = _ILLEGAL_ID_CHARS.sub("", symbol).upper()
+    clean_purpose = _ILLEGAL_ID_CHARS.sub("", purpose)
+    if not clean_prefix or not clean_symbol or not clean_purpose:
+        raise ValueError("prefix, symbol and purpose must each contain a letter or digit")
+    when = _base36(bar_time_ms)
+    readable = f"{clean_prefix}-{clean_symbol}-{when}-{clean_purpose}"
+    if len(readable) <= CLIENT_ORDER_ID_MAX_CHARS:
+        return readable
+    digest = hashlib.blake2b(f"{prefix}|{symbol}|{bar_time_ms}|{purpose}".encode(), digest_size=8).hexdigest()
+    return f"{clean_prefix}-{when}-{digest}"[:CLIENT_ORDER_ID_MAX_CHARS]
+
+
+@dataclass(frozen=True)
+class OrderAck:
+    """What the venue says about one order right now.
+
+    Attributes:
+        order: the order as the venue reports it, under *our* client order id.
+        fills: executions known for it (a market order's fills; a fetched filled order's trades).
+        recovered: True when the venue already had this client order id, i.e. a resubmit found the
+            order a previous, unacknowledged attempt created instead of placing a second one.
+    """
+
+    order: Order
+    fills: tuple[Fill, ...] = ()
+    recovered: bool = False
+
+    @property
+    def client_order_id(self) -> str:
+        return self.order.client_order_id
+
+    @property
+    def status(self) -> OrderStatus:
+        return self.order.status
+
+    @property
+    def filled_quantity(self) -> float:
+        return self.order.filled_quantity
+
+    @property
+    def average_price(self) -> float | None:
+        return self.order.average_price
+
+    @property
+    def is_open(self) -> bool:
+        return not self.order.status.is_terminal
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One asset of the account; amounts in that asset."""
+
+    asset: str
+    free: float
+    total: float
+
+    @property
+    def locked(self) -> float:
+        """Held by open orders (e.g. a resting sell stop locks its base quantity)."""
+        return self.total - self.free
+
+
+class StopReplaceError(ExchangeCallException):
+    """A trailing stop could not be moved: the old stop was cancelled, the new one refused.
+
+    Attributes:
+        restored: the stop re-placed at the old price, or None if that failed too, in which case
+            the position has no exchange-side stop and the caller must protect or close it now.
+    """
+
+    def __init__(self, operation: str, reason: str, restored: OrderAck | None) -> None:
+        super().__init__(operation, reason)
+        self.restored = restored
+
+    @property
+    def unprotected(self) -> bool:
+        return self.restored is None
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """Order execution at a venue (paper or exchange). Quantities in base currency, prices in quote.
+
+    Implementations round quantities down to the lot step and prices to the tick size of the
+    market, and raise :class:`engine.errors.ExchangeCallException` subclasses on failure.
+    """
+
+    async def load_markets(self) -> dict[str, MarketLimits]:
+        """Trading rules per symbol (lot step, tick size, minimum quantity and notional)."""
+        ...
+
+    async def submit_market_order(
+        self, client_order_id: str, symbol: str, side: Side, quantity: float, *, lookup_first: bool = False
+    ) -> OrderAck:
+        """Sends a market order once, whatever happens to the network.
+
+        A retry after an unacknowledged attempt first looks the client id up; a duplicate client id
+        returns the existing order with ``recovered=True``. ``lookup_first`` makes even the first
+        attempt look up (use it when resubmitting an intent found unacknowledged after a restart:
+        Binance only refuses a client id reused while the first order is *open*, and a filled market
+        order is not).
+        """
+        ...
+
+    async def place_stop_loss(
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        stop_price: float,
+        *,
+        lookup_first: bool = False,
+    ) -> OrderAck:
+        """Rests an exchange-side stop that closes ``quantity`` when the price crosses ``stop_price``."""
+        ...
+
+    async def replace_stop_loss(
+        self,
+        old_client_order_id: str,
+        new_client_order_id: str,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        stop_price: float,
+    ) -> OrderAck:
+        """Moves a stop: cancel the old one, then place the new one (see CcxtBroker for why).
+
+        Returns the new stop, or the old stop's ack if it had already filled (nothing to move).
+
+        Raises:
+            StopReplaceError: the new stop was refused; ``restored`` tells whether the old level
+                was put back.
+        """
+        ...
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> OrderAck:
+        """Cancels an open order; an order already filled or cancelled is returned as it is."""
+        ...
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> OrderAck | None:
+        """The order by client id (with its fills when any), or None if the venue does not know it."""
+        ...
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderAck]:
+        """Every open order, of one symbol or all."""
+        ...
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        """Non-zero balances by asset."""
+        ...
+
+    async def close(self) -> None:
+        """Releases connections; the broker is unusable afterwards."""
+        ...
