@@ -153,6 +153,7 @@ class FakeBotApi:
         self, predicate: Callable[[SentMessage], bool], timeout: float = 5.0, count: int = 1
     ) -> list[SentMessage]:
         """Waits until ``count`` sent messages match ``predicate``; returns them."""
+
         async def matched() -> list[SentMessage]:
             async with self._changed:
                 while True:
@@ -165,6 +166,7 @@ class FakeBotApi:
 
     async def wait_for_call(self, method: str, count: int = 1, timeout: float = 5.0) -> None:
         """Waits until ``method`` has been called ``count`` times (faults included)."""
+
         async def reached() -> None:
             async with self._changed:
                 while self.call_count(method) < count:
@@ -174,6 +176,7 @@ class FakeBotApi:
 
     async def wait_until_acknowledged(self, timeout: float = 5.0) -> None:
         """Waits until the bot has confirmed (via ``offset``) every queued update."""
+
         async def drained() -> None:
             async with self._changed:
                 while self._updates:

@@ -1,0 +1,312 @@
+"""Provides the Telegram command handlers: read-only views, halt/resume, and a confirmed emergency exit.
+
+Commands (only from chats in ``telegram.allowed_chat_ids``):
+
+``/status`` ``/positions`` ``/pnl`` ``/breakers``
+    Answered from ``engine.snapshot()``.
+``/halt`` ``/resume``
+    ``engine.submit(Halt(source="telegram:<chat id>"))`` / ``Resume``; the reply says the command
+    was queued, and the engine's ``TradingStateChanged`` event (sent as an alert) says it happened.
+``/exit_all``
+    Asks for confirmation with a one-time 4-digit code: the same chat must answer
+    ``/confirm <code>`` (``/confirm EXIT <code>`` also works) or reply ``YES <code>`` within the
+    confirmation window (60 s); ``/cancel`` or any wrong code abandons it. Only then
+    ``EmergencyExit`` is submitted.
+``/report``
+    The daily report now (does not reset the daily tally).
+``/help``, ``/start``
+    The list of commands.
+
+A message from any other chat is ignored (no reply) and written to the audit log as
+``telegram.unauthorised``; every accepted command is audited as ``telegram.command`` with its
+chat id before it is executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    ApplicationHandlerStop,
+    BaseHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from engine.bus import EngineHandle
+from engine.commands import Command, EmergencyExit, Halt, Resume
+from engine.notify import formatting
+from engine.snapshot import EngineSnapshot
+
+logger = logging.getLogger(__name__)
+
+AUDIT_ACTION_COMMAND = "telegram.command"
+AUDIT_ACTION_UNAUTHORISED = "telegram.unauthorised"
+AUDIT_TEXT_MAX_CHARS = 200
+CONFIRM_CODE_DIGITS = 4
+
+HELP_TEXT = (
+    "<b>tradebot commands</b>\n"
+    "/status – trading state, equity, P&amp;L\n"
+    "/positions – open positions\n"
+    "/pnl – profit and loss today\n"
+    "/breakers – circuit breakers\n"
+    "/halt – stop new entries\n"
+    "/resume – allow new entries\n"
+    "/exit_all – close everything (asks for confirmation)\n"
+    "/report – the daily report now"
+)
+
+_YES_PATTERN = re.compile(r"^\s*yes\b\s*(\d+)?\s*$", re.IGNORECASE)
+
+
+class AuditSink(Protocol):
+    """Appends one audit record (``engine.security.audit.AuditLog`` has this shape)."""
+
+    async def append(self, actor: str, action: str, detail: dict[str, Any], now_ms: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PendingExit:
+    code: str
+    expires_at_s: float  # monotonic seconds
+
+
+class ExitConfirmations:
+    """One pending emergency-exit confirmation per chat, valid for ``window_s`` seconds."""
+
+    def __init__(self, window_s: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._monotonic = monotonic
+        self._pending: dict[int, PendingExit] = {}
+
+    def ask(self, chat_id: int) -> str:
+        """Starts (or restarts) a confirmation for ``chat_id``; returns the code to repeat."""
+        code = f"{secrets.randbelow(10**CONFIRM_CODE_DIGITS):0{CONFIRM_CODE_DIGITS}d}"
+        self._pending[chat_id] = PendingExit(code, self._monotonic() + self.window_s)
+        return code
+
+    def answer(self, chat_id: int, code: str | None) -> str:
+        """Consumes the pending confirmation: ``confirmed``, ``wrong_code``, ``expired`` or ``none``."""
+        pending = self._pending.pop(chat_id, None)
+        if pending is None:
+            return "none"
+        if self._monotonic() > pending.expires_at_s:
+            return "expired"
+        if code is None or not secrets.compare_digest(code, pending.code):
+            return "wrong_code"
+        return "confirmed"
+
+    def cancel(self, chat_id: int) -> bool:
+        """Drops the pending confirmation; True if there was one."""
+        return self._pending.pop(chat_id, None) is not None
+
+    def is_pending(self, chat_id: int) -> bool:
+        pending = self._pending.get(chat_id)
+        return pending is not None and self._monotonic() <= pending.expires_at_s
+
+
+class TelegramCommands:
+    """The handlers behind the bot's commands; :meth:`handlers` registers them on an Application.
+
+    Args:
+        engine: the running engine (commands go to ``engine.submit``).
+        audit: where accepted and refused commands are recorded.
+        allowed_chat_ids: chats that may command.
+        report_text: builds the daily report text on demand.
+        confirmations: pending /exit_all confirmations.
+        now_ms: UTC ms for audit rows.
+        submit_timeout_s: how long a handler waits for ``engine.submit`` to accept a command.
+    """
+
+    def __init__(
+        self,
+        engine: EngineHandle,
+        audit: AuditSink,
+        allowed_chat_ids: Sequence[int],
+        report_text: Callable[[], str],
+        confirmations: ExitConfirmations,
+        now_ms: Callable[[], int],
+        submit_timeout_s: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._audit = audit
+        self._allowed = frozenset(allowed_chat_ids)
+        self._report_text = report_text
+        self._confirmations = confirmations
+        self._now_ms = now_ms
+        self._submit_timeout_s = submit_timeout_s
+
+    def handlers(self) -> list[tuple[BaseHandler[Update, Any, Any], int]]:
+        """(handler, group) pairs: the unauthorised gate runs first (group -1) and stops the rest."""
+        allowed = filters.Chat(chat_id=sorted(self._allowed)) & filters.UpdateType.MESSAGE
+        views: dict[str, Callable[[EngineSnapshot], str]] = {
+            "status": formatting.format_status,
+            "positions": formatting.format_positions,
+            "pnl": formatting.format_pnl,
+            "breakers": formatting.format_breakers,
+        }
+        entries: list[tuple[BaseHandler[Update, Any, Any], int]] = [
+            (MessageHandler(filters.ALL & ~filters.Chat(chat_id=sorted(self._allowed)), self._unauthorised), -1)
+        ]
+        for name, view in views.items():
+            entries.append((CommandHandler(name, self._audited(name, self._view(view)), filters=allowed), 0))
+        actions: dict[str, Callable[[Update, list[str]], Awaitable[None]]] = {
+            "halt": self._halt,
+            "resume": self._resume,
+            "exit_all": self._exit_all,
+            "confirm": self._confirm,
+            "cancel": self._cancel,
+            "report": self._report,
+            "help": self._help,
+            "start": self._help,
+        }
+        for name, action in actions.items():
+            entries.append((CommandHandler(name, self._audited(name, action), filters=allowed), 0))
+        yes_filter = allowed & filters.TEXT & filters.Regex(_YES_PATTERN)
+        entries.append((MessageHandler(yes_filter, self._audited("yes", self._yes)), 0))
+        return entries
+
+    # --- gate and audit --------------------------------------------------------------------------
+
+    async def _unauthorised(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat = update.effective_chat
+        user = update.effective_user
+        message = update.effective_message
+        chat_id = chat.id if chat else None
+        logger.warning("Telegram message from unauthorised chat %s ignored", chat_id)
+        await self._record(
+            f"telegram:{chat_id}",
+            AUDIT_ACTION_UNAUTHORISED,
+            {
+                "chat_id": chat_id,
+                "user_id": user.id if user else None,
+                "text": (message.text or "")[:AUDIT_TEXT_MAX_CHARS] if message else "",
+            },
+        )
+        raise ApplicationHandlerStop
+
+    def _audited(
+        self, name: str, action: Callable[[Update, list[str]], Awaitable[None]]
+    ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
+        async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            chat = update.effective_chat
+            user = update.effective_user
+            if chat is None or chat.id not in self._allowed:  # defence in depth behind the filter
+                return
+            args = list(context.args or [])
+            await self._record(
+                f"telegram:{chat.id}",
+                AUDIT_ACTION_COMMAND,
+                {"command": name, "args": args[:5], "chat_id": chat.id, "user_id": user.id if user else None},
+            )
+            await action(update, args)
+
+        return handle
+
+    async def _record(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        try:
+            await self._audit.append(actor, action, detail, self._now_ms())
+        except Exception as error:  # noqa: BLE001 - a failed audit write is logged, never silent
+            logger.error("audit write for %s %s failed: %r", actor, action, error)
+
+    # --- replies ---------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _reply(update: Update, text: str) -> None:
+        message = update.effective_message
+        if message is not None:
+            await message.reply_text(text, parse_mode=ParseMode.HTML, do_quote=False)
+
+    def _view(self, render: Callable[[EngineSnapshot], str]) -> Callable[[Update, list[str]], Awaitable[None]]:
+        async def answer(update: Update, args: list[str]) -> None:
+            snapshot = self._engine.snapshot()
+            await self._reply(update, formatting.NO_SNAPSHOT_TEXT if snapshot is None else render(snapshot))
+
+        return answer
+
+    async def _submit(self, update: Update, command: Command, queued_text: str) -> None:
+        try:
+            await asyncio.wait_for(self._engine.submit(command), self._submit_timeout_s)
+        except Exception as error:  # noqa: BLE001 - the trader must learn the command did not reach the engine
+            logger.error("engine refused %s from Telegram: %r", type(command).__name__, error)
+            await self._reply(update, f"⚠️ {formatting.esc(type(command).__name__)} was not accepted by the engine.")
+            return
+        await self._reply(update, queued_text)
+
+    @staticmethod
+    def _source(update: Update) -> str:
+        chat = update.effective_chat
+        return f"telegram:{chat.id if chat else '?'}"
+
+    async def _halt(self, update: Update, args: list[str]) -> None:
+        reason = " ".join(args) or "halted from Telegram"
+        await self._submit(
+            update,
+            Halt(source=self._source(update), reason=reason),
+            "⏸ Halt sent to the engine: no new entries once it confirms.",
+        )
+
+    async def _resume(self, update: Update, args: list[str]) -> None:
+        await self._submit(update, Resume(source=self._source(update)), "▶️ Resume sent to the engine.")
+
+    async def _exit_all(self, update: Update, args: list[str]) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        code = self._confirmations.ask(chat.id)
+        window = int(round(self._confirmations.window_s))
+        await self._reply(
+            update,
+            "🚨 <b>Emergency exit</b>: cancel every order and close every position at market, then halt.\n"
+            f"To confirm within {window} s send <code>/confirm {code}</code> or reply <code>YES {code}</code>.\n"
+            "/cancel to abort.",
+        )
+
+    async def _confirm(self, update: Update, args: list[str]) -> None:
+        code = next((arg for arg in args if arg.isdigit()), None)
+        await self._settle_exit(update, code)
+
+    async def _yes(self, update: Update, args: list[str]) -> None:
+        message = update.effective_message
+        match = _YES_PATTERN.match(message.text or "") if message else None
+        await self._settle_exit(update, match.group(1) if match else None)
+
+    async def _settle_exit(self, update: Update, code: str | None) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        outcome = self._confirmations.answer(chat.id, code)
+        if outcome == "confirmed":
+            await self._submit(
+                update,
+                EmergencyExit(source=self._source(update), reason="emergency exit confirmed on Telegram"),
+                "🚨 Emergency exit sent to the engine.",
+            )
+        elif outcome == "wrong_code":
+            await self._reply(update, "Code does not match: emergency exit abandoned. Send /exit_all again.")
+        elif outcome == "expired":
+            await self._reply(update, "Confirmation expired: emergency exit abandoned. Send /exit_all again.")
+        else:
+            await self._reply(update, "Nothing to confirm. Send /exit_all first.")
+
+    async def _cancel(self, update: Update, args: list[str]) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        cancelled = self._confirmations.cancel(chat.id)
+        await self._reply(update, "Emergency exit cancelled." if cancelled else "Nothing to cancel.")
+
+    async def _report(self, update: Update, args: list[str]) -> None:
+        await self._reply(update, self._report_text())
+
+    async def _help(self, update: Update, args: list[str]) -> None:
+        await self._reply(update, HELP_TEXT)

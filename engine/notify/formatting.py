@@ -1,0 +1,467 @@
+"""Provides the Telegram HTML texts: one alert per engine event, the command answers and the daily report.
+
+Everything here is a pure function of its inputs (events, snapshots, tallies), so the texts are
+tested without a network. Values are escaped for Telegram's HTML parse mode (``<``, ``>``, ``&``);
+only ``<b>``, ``<i>`` and ``<code>`` tags are produced.
+
+Event kinds turned into alerts, and the ``Event.data`` keys read (every key is optional: a
+missing key falls back to ``Event.message``, so the runtime may publish less):
+
+============================  =================================================================
+kind                          data keys
+============================  =================================================================
+PositionOpened                symbol, side, qty, entry, stop
+PositionClosed                symbol, side, qty, entry, exit, pnl, pnl_pct, reason
+StopMoved                     symbol, old_stop, new_stop (or stop), reason
+BreakerTripped                breaker, reason, value, threshold, resume_after_ms
+BreakerHalfOpened             breaker, reason
+BreakerReset                  breaker, reason
+RiskLimitWarning              limit, value, threshold, distance (the 80 % warning)
+RiskLimitBreached             limit, value, threshold (the 100 % breach)
+EmergencyExitStarted          reason, positions
+EmergencyExitCompleted        closed, pnl, errors
+TradingStateChanged           old, new (or state), reason
+SystemError                   component, error
+OrderRejected                 symbol, side, qty, reason
+============================  =================================================================
+
+Any other kind is not sent unless its severity is ``critical`` (then ``Event.message`` is sent).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.models import BreakerStatus, CircuitState, Event, Position
+from engine.snapshot import EngineSnapshot
+
+TELEGRAM_MAX_TEXT_CHARS = 4096  # Bot API limit for one sendMessage text (after entity parsing)
+COALESCE_SEPARATOR = "\n\n"
+
+SEVERITY_MARK = {"info": "", "warning": "⚠️ ", "critical": "🚨 "}
+
+
+def esc(value: object) -> str:
+    """``value`` as text safe inside Telegram HTML."""
+    return html.escape(str(value), quote=False)
+
+
+def fmt_money(value: Any, signed: bool = False) -> str:
+    """A quote-currency amount with two decimals and thousands separators (``+1,234.50``)."""
+    number = _as_float(value)
+    if number is None:
+        return "?"
+    return f"{number:+,.2f}" if signed else f"{number:,.2f}"
+
+
+def fmt_price(value: Any) -> str:
+    """A price in quote currency with precision that suits its magnitude (no trailing zeros)."""
+    number = _as_float(value)
+    if number is None:
+        return "?"
+    magnitude = abs(number)
+    decimals = 2 if magnitude >= 1000 else 4 if magnitude >= 1 else 8
+    text = f"{number:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def fmt_qty(value: Any) -> str:
+    """A quantity in base currency with up to 8 decimals (no trailing zeros)."""
+    number = _as_float(value)
+    if number is None:
+        return "?"
+    text = f"{number:.8f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def fmt_pct(value: Any, signed: bool = False) -> str:
+    """A percentage given as pct in [0, 100] (``2.35%``)."""
+    number = _as_float(value)
+    if number is None:
+        return "?"
+    return f"{number:+.2f}%" if signed else f"{number:.2f}%"
+
+
+def fmt_time(time_ms: int | None) -> str:
+    """UTC time of day (``2024-01-02 20:00 UTC``) for a UTC ms timestamp."""
+    if time_ms is None:
+        return "?"
+    return datetime.fromtimestamp(time_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _title(event: Event, title: str) -> str:
+    return f"{SEVERITY_MARK.get(event.severity, '')}<b>{esc(title)}</b>"
+
+
+def _lines(*lines: str | None) -> str:
+    return "\n".join(line for line in lines if line)
+
+
+def _field(data: Mapping[str, Any], key: str, render: Callable[[Any], str], label: str) -> str | None:
+    if data.get(key) is None:
+        return None
+    return f"{label}: <code>{esc(render(data[key]))}</code>"
+
+
+def _message_line(event: Event) -> str | None:
+    return esc(event.message) if event.message else None
+
+
+def _position_opened(event: Event) -> str:
+    d = event.data
+    side = str(d.get("side", "")).upper()
+    head = f"{side} {d['symbol']}" if "symbol" in d else ""
+    return _lines(
+        _title(event, f"Position opened {head}".strip()),
+        _field(d, "qty", fmt_qty, "Qty"),
+        _field(d, "entry", fmt_price, "Entry"),
+        _field(d, "stop", fmt_price, "Stop"),
+        None if d else _message_line(event),
+    )
+
+
+def _position_closed(event: Event) -> str:
+    d = event.data
+    side = str(d.get("side", "")).upper()
+    head = f"{side} {d['symbol']}" if "symbol" in d else ""
+    pnl = _as_float(d.get("pnl"))
+    mark = "" if pnl is None else ("✅ " if pnl >= 0 else "🔻 ")
+    pnl_line = None
+    if pnl is not None:
+        pct = f" ({fmt_pct(d['pnl_pct'], signed=True)})" if d.get("pnl_pct") is not None else ""
+        pnl_line = f"P&amp;L: <b>{esc(fmt_money(pnl, signed=True))}</b>{esc(pct)}"
+    return _lines(
+        mark + _title(event, f"Position closed {head}".strip()),
+        _field(d, "qty", fmt_qty, "Qty"),
+        f"Entry → exit: <code>{esc(fmt_price(d.get('entry')))} → {esc(fmt_price(d.get('exit')))}</code>"
+        if "entry" in d or "exit" in d
+        else None,
+        pnl_line,
+        f"Reason: {esc(d['reason'])}" if d.get("reason") else None,
+        None if d else _message_line(event),
+    )
+
+
+def _stop_moved(event: Event) -> str:
+    d = event.data
+    new_stop = d.get("new_stop", d.get("stop"))
+    move = None
+    if new_stop is not None:
+        old = f"{fmt_price(d['old_stop'])} → " if d.get("old_stop") is not None else ""
+        move = f"Stop: <code>{esc(old + fmt_price(new_stop))}</code>"
+    return _lines(
+        _title(event, f"Stop moved {d.get('symbol', '')}".strip()),
+        move,
+        f"Reason: {esc(d['reason'])}" if d.get("reason") else None,
+        None if move else _message_line(event),
+    )
+
+
+def _breaker(title: str) -> Callable[[Event], str]:
+    def render(event: Event) -> str:
+        d = event.data
+        name = d.get("breaker", d.get("name", ""))
+        values = None
+        if d.get("value") is not None and d.get("threshold") is not None:
+            values = (
+                f"Value: <code>{esc(fmt_price(d['value']))}</code>"
+                f" / limit <code>{esc(fmt_price(d['threshold']))}</code>"
+            )
+        return _lines(
+            _title(event, f"{title}: {name}" if name else title),
+            f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
+            values,
+            f"Resumes after: {esc(fmt_time(d['resume_after_ms']))}" if d.get("resume_after_ms") else None,
+        )
+
+    return render
+
+
+def _risk_limit(title: str) -> Callable[[Event], str]:
+    def render(event: Event) -> str:
+        d = event.data
+        used = None
+        value, threshold = _as_float(d.get("value")), _as_float(d.get("threshold"))
+        if value is not None and threshold:
+            used = f"Used: <b>{esc(fmt_pct(100.0 * value / threshold))}</b> of the limit"
+        return _lines(
+            _title(event, f"{title}: {d['limit']}" if d.get("limit") else title),
+            f"Value: <code>{esc(fmt_price(value))}</code> / limit <code>{esc(fmt_price(threshold))}</code>"
+            if value is not None and threshold is not None
+            else _message_line(event),
+            used,
+            _field(d, "distance", fmt_price, "Distance to limit"),
+        )
+
+    return render
+
+
+def _emergency_started(event: Event) -> str:
+    d = event.data
+    return _lines(
+        _title(event, "Emergency exit started"),
+        f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
+        _field(d, "positions", str, "Positions to close"),
+    )
+
+
+def _emergency_completed(event: Event) -> str:
+    d = event.data
+    return _lines(
+        _title(event, "Emergency exit completed"),
+        _field(d, "closed", str, "Positions closed"),
+        f"P&amp;L: <b>{esc(fmt_money(d['pnl'], signed=True))}</b>" if d.get("pnl") is not None else None,
+        f"Errors: {esc(d['errors'])}" if d.get("errors") else None,
+        None if d else _message_line(event),
+    )
+
+
+def _state_changed(event: Event) -> str:
+    d = event.data
+    new = d.get("new", d.get("state"))
+    change = None
+    if new is not None:
+        change = f"<b>{esc(d['old'])} → {esc(new)}</b>" if d.get("old") is not None else f"<b>{esc(new)}</b>"
+    return _lines(
+        _title(event, "Trading state changed"),
+        change,
+        f"Reason: {esc(d['reason'])}" if d.get("reason") else (None if change else _message_line(event)),
+    )
+
+
+def _system_error(event: Event) -> str:
+    d = event.data
+    return _lines(
+        _title(event, f"System error in {d['component']}" if d.get("component") else "System error"),
+        _message_line(event),
+        f"<code>{esc(d['error'])}</code>" if d.get("error") else None,
+    )
+
+
+def _order_rejected(event: Event) -> str:
+    d = event.data
+    what = " ".join(str(d[k]).upper() if k == "side" else str(d[k]) for k in ("side", "symbol") if d.get(k))
+    return _lines(
+        _title(event, f"Order rejected {what}".strip()),
+        _field(d, "qty", fmt_qty, "Qty"),
+        f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
+    )
+
+
+EVENT_FORMATTERS: dict[str, Callable[[Event], str]] = {
+    "PositionOpened": _position_opened,
+    "PositionClosed": _position_closed,
+    "StopMoved": _stop_moved,
+    "BreakerTripped": _breaker("Circuit breaker tripped"),
+    "BreakerHalfOpened": _breaker("Circuit breaker half-open"),
+    "BreakerReset": _breaker("Circuit breaker reset"),
+    "RiskLimitWarning": _risk_limit("Risk limit at 80%"),
+    "RiskLimitBreached": _risk_limit("Risk limit breached"),
+    "EmergencyExitStarted": _emergency_started,
+    "EmergencyExitCompleted": _emergency_completed,
+    "TradingStateChanged": _state_changed,
+    "SystemError": _system_error,
+    "OrderRejected": _order_rejected,
+}
+
+
+def format_event(event: Event) -> str | None:
+    """The alert text for ``event``, or None when this kind is not worth a phone notification."""
+    formatter = EVENT_FORMATTERS.get(event.kind)
+    if formatter is not None:
+        return formatter(event)
+    if event.severity == "critical":
+        return _lines(_title(event, event.kind), _message_line(event))
+    return None
+
+
+# --- command answers -------------------------------------------------------------------------
+
+NO_SNAPSHOT_TEXT = "The engine has not published a snapshot yet."
+
+
+def format_status(snapshot: EngineSnapshot) -> str:
+    """Answer to /status: state, mode, equity, P&L, drawdown, positions and breakers at a glance."""
+    open_breakers = [b for b in snapshot.breakers if b.state is not CircuitState.CLOSED]
+    return _lines(
+        f"<b>Status</b> · {esc(fmt_time(snapshot.time_ms))}",
+        f"Trading: <b>{esc(snapshot.trading_state.value)}</b> · engine {esc(snapshot.engine_state)}",
+        f"Mode: {esc(snapshot.mode)} on {esc(snapshot.exchange)} · feed "
+        + ("healthy" if snapshot.feed_healthy else "<b>DOWN</b>"),
+        f"Equity: <code>{esc(fmt_money(snapshot.equity))}</code>",
+        f"P&amp;L today: <code>{esc(fmt_money(snapshot.total_pnl, signed=True))}</code>",
+        f"Drawdown: <code>{esc(fmt_pct(snapshot.drawdown_pct))}</code> "
+        f"(limit {esc(fmt_pct(snapshot.max_drawdown_limit_pct))})",
+        f"Open positions: {len(snapshot.positions)}",
+        f"Breakers open: {len(open_breakers)}"
+        + (f" ({esc(', '.join(b.name for b in open_breakers))})" if open_breakers else ""),
+    )
+
+
+def _position_line(position: Position) -> str:
+    stop = position.trailing_stop_price or position.stop_price
+    parts = [
+        f"<b>{esc(position.side.value.upper())} {esc(position.symbol)}</b>",
+        f"qty <code>{esc(fmt_qty(position.quantity))}</code>",
+        f"entry <code>{esc(fmt_price(position.entry_price))}</code>",
+    ]
+    if position.last_price is not None:
+        parts.append(f"last <code>{esc(fmt_price(position.last_price))}</code>")
+    if stop is not None:
+        parts.append(f"stop <code>{esc(fmt_price(stop))}</code>")
+    parts.append(f"uPnL <code>{esc(fmt_money(position.unrealized_pnl, signed=True))}</code>")
+    return " · ".join(parts)
+
+
+def format_positions(snapshot: EngineSnapshot) -> str:
+    """Answer to /positions: one line per open position."""
+    if not snapshot.positions:
+        return "<b>Positions</b>\nNo open positions."
+    return _lines("<b>Positions</b>", *(_position_line(p) for p in snapshot.positions))
+
+
+def format_pnl(snapshot: EngineSnapshot) -> str:
+    """Answer to /pnl: realised, unrealised and total P&L today, equity and drawdown."""
+    return _lines(
+        "<b>P&amp;L</b>",
+        f"Realised today: <code>{esc(fmt_money(snapshot.realized_pnl_today, signed=True))}</code>",
+        f"Unrealised: <code>{esc(fmt_money(snapshot.unrealized_pnl, signed=True))}</code>",
+        f"Total: <b>{esc(fmt_money(snapshot.total_pnl, signed=True))}</b>",
+        f"Equity: <code>{esc(fmt_money(snapshot.equity))}</code> (peak {esc(fmt_money(snapshot.peak_equity))})",
+        f"Daily loss: <code>{esc(fmt_pct(snapshot.daily_loss_pct))}</code> "
+        f"(limit {esc(fmt_pct(snapshot.daily_loss_limit_pct))})",
+        f"Drawdown: <code>{esc(fmt_pct(snapshot.drawdown_pct))}</code> · max "
+        f"<code>{esc(fmt_pct(snapshot.max_drawdown_pct))}</code>",
+    )
+
+
+def _breaker_line(breaker: BreakerStatus) -> str:
+    mark = {"closed": "🟢", "half_open": "🟡", "open": "🔴"}.get(breaker.state.value, "")
+    text = (
+        f"{mark} <b>{esc(breaker.name)}</b> {esc(breaker.state.value)} · "
+        f"<code>{esc(fmt_price(breaker.value))}</code> / <code>{esc(fmt_price(breaker.threshold))}</code>"
+    )
+    if breaker.latching:
+        text += " · latching"
+    if breaker.reason and breaker.state is not CircuitState.CLOSED:
+        text += f"\n   {esc(breaker.reason)}"
+    if breaker.resume_after_ms:
+        text += f"\n   resumes after {esc(fmt_time(breaker.resume_after_ms))}"
+    return text
+
+
+def format_breakers(snapshot: EngineSnapshot) -> str:
+    """Answer to /breakers: each breaker's state, value and threshold."""
+    if not snapshot.breakers:
+        return "<b>Circuit breakers</b>\nNo breakers reported."
+    return _lines("<b>Circuit breakers</b>", *(_breaker_line(b) for b in snapshot.breakers))
+
+
+# --- daily report ----------------------------------------------------------------------------
+
+
+@dataclass
+class DailyTally:
+    """What happened since the last daily report, counted from the events the notifier consumed.
+
+    Attributes:
+        since_ms: start of the period (UTC ms).
+        trades: number of PositionClosed events.
+        wins: closed trades with P&L >= 0.
+        realized_pnl: sum of closed-trade P&L (quote currency).
+        breaker_events: breaker trip/half-open/reset lines, oldest first.
+    """
+
+    since_ms: int
+    trades: int = 0
+    wins: int = 0
+    realized_pnl: float = 0.0
+    breaker_events: list[str] = field(default_factory=list)
+
+    BREAKER_KINDS = ("BreakerTripped", "BreakerHalfOpened", "BreakerReset")
+
+    def record(self, event: Event) -> None:
+        """Counts ``event`` if it is a closed trade or a breaker change."""
+        if event.kind == "PositionClosed":
+            self.trades += 1
+            pnl = _as_float(event.data.get("pnl")) or 0.0
+            self.realized_pnl += pnl
+            self.wins += 1 if pnl >= 0 else 0
+        elif event.kind in self.BREAKER_KINDS:
+            name = event.data.get("breaker", event.data.get("name", "")) or event.message
+            verb = {"BreakerTripped": "tripped", "BreakerHalfOpened": "half-open", "BreakerReset": "reset"}
+            self.breaker_events.append(f"{fmt_time(event.time_ms)} {name} {verb[event.kind]}")
+
+
+def format_daily_report(snapshot: EngineSnapshot | None, tally: DailyTally, now_ms: int) -> str:
+    """The daily report: P&L, drawdown, trades and breaker events since ``tally.since_ms``."""
+    lines = [f"<b>Daily report</b> · {esc(fmt_time(now_ms))}"]
+    if snapshot is None:
+        lines.append(NO_SNAPSHOT_TEXT)
+    else:
+        lines += [
+            f"Equity: <code>{esc(fmt_money(snapshot.equity))}</code>",
+            f"P&amp;L today: <b>{esc(fmt_money(snapshot.total_pnl, signed=True))}</b> "
+            f"(realised {esc(fmt_money(snapshot.realized_pnl_today, signed=True))}, "
+            f"unrealised {esc(fmt_money(snapshot.unrealized_pnl, signed=True))})",
+            f"Drawdown: <code>{esc(fmt_pct(snapshot.drawdown_pct))}</code> · max "
+            f"<code>{esc(fmt_pct(snapshot.max_drawdown_pct))}</code>",
+            f"Trading: {esc(snapshot.trading_state.value)} · open positions {len(snapshot.positions)}",
+        ]
+    win_rate = f", {100.0 * tally.wins / tally.trades:.0f}% won" if tally.trades else ""
+    lines.append(
+        f"Trades since {esc(fmt_time(tally.since_ms))}: <b>{tally.trades}</b>{win_rate}, "
+        f"closed P&amp;L <code>{esc(fmt_money(tally.realized_pnl, signed=True))}</code>"
+    )
+    if tally.breaker_events:
+        lines.append(f"Breaker events: {len(tally.breaker_events)}")
+        lines += [f" • {esc(line)}" for line in tally.breaker_events[-10:]]
+    else:
+        lines.append("Breaker events: none")
+    return "\n".join(lines)
+
+
+# --- coalescing ------------------------------------------------------------------------------
+
+
+def coalesce(texts: Sequence[str], max_chars: int = TELEGRAM_MAX_TEXT_CHARS) -> list[list[int]]:
+    """Groups consecutive texts into messages of at most ``max_chars``; returns index groups.
+
+    Each group becomes one Telegram message (texts joined by a blank line), in order. A text
+    longer than ``max_chars`` on its own is a group of one and is truncated by :func:`join_texts`.
+    """
+    groups: list[list[int]] = []
+    length = 0
+    for index, text in enumerate(texts):
+        needed = len(text) + (len(COALESCE_SEPARATOR) if groups and groups[-1] else 0)
+        if groups and groups[-1] and length + needed <= max_chars:
+            groups[-1].append(index)
+            length += needed
+        else:
+            groups.append([index])
+            length = len(text)
+    return groups
+
+
+def join_texts(texts: Iterable[str], max_chars: int = TELEGRAM_MAX_TEXT_CHARS) -> str:
+    """One message from several alert texts; cut (on a line break) to ``max_chars`` if needed."""
+    text = COALESCE_SEPARATOR.join(texts)
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("\n", 0, max_chars - 2)
+    return text[: cut if cut > 0 else max_chars - 2] + "\n…"
