@@ -1,0 +1,305 @@
+"""Provides DecisionCore, the stateful half of the one decision path shared by backtest, paper and live.
+
+Per closed bar of a symbol it updates the position's trailing stop, decides exits and entries through the
+breakers and the risk manager, and on account checks enforces the loss limits (a breach closes every
+position and halts). It owns no clock and no I/O: time comes in as ``now_ms`` and decisions go out as
+values that a driver executes (the backtest's simulated fills, the paper broker, or the live broker).
+While flat with no entry signal and calm volatility a bar costs a few attribute reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine.breaker import VOLATILITY, CircuitBreaker
+from engine.config import BreakerConfig, RiskConfig
+from engine.limits import AccountLimits, LimitCheck
+from engine.models import CircuitState, ClosedTrade, Event, MarketLimits, PositionSide, TradingState
+from engine.portfolio import Portfolio
+from engine.risk import DynamicRiskManager
+from engine.strategy import PreparedSymbol
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDecision:
+    """Open a position at the next available price (market)."""
+
+    symbol: str
+    side: PositionSide
+    quantity: float
+    stop_price: float
+    take_profit_price: float | None
+    strength: float
+    multiplier: float
+    decided_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExitDecision:
+    """Close the symbol's whole position at market."""
+
+    symbol: str
+    decided_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopMoved:
+    """The protective stop of an open position was tightened (live: replace the exchange stop)."""
+
+    symbol: str
+    stop_price: float
+    decided_ms: int
+
+
+Decision = EntryDecision | ExitDecision | StopMoved
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    decisions: tuple[Decision, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+NOTHING = Outcome()
+
+
+class DecisionCore:
+    """Positions' stops, exits, entries, limits and breakers for one account.
+
+    Args:
+        portfolio: the account ledger (the driver applies fills to it).
+        market_limits: lot/tick/minimums per symbol; a symbol without limits uses permissive defaults.
+    """
+
+    def __init__(
+        self,
+        risk_config: RiskConfig,
+        breaker_config: BreakerConfig,
+        portfolio: Portfolio,
+        market_limits: Mapping[str, MarketLimits] | None = None,
+        take_profit_atr_multiple: float = 0.0,
+    ) -> None:
+        self.risk = DynamicRiskManager(risk_config)
+        self.limits = AccountLimits(risk_config)
+        self.breaker = CircuitBreaker(breaker_config)
+        self.portfolio = portfolio
+        self.market_limits: dict[str, MarketLimits] = dict(market_limits or {})
+        self.take_profit_atr_multiple = take_profit_atr_multiple
+        self.trading_state = TradingState.ACTIVE
+        self.pending: set[str] = set()  # symbols with an order decided but not yet filled or rejected
+        self.last_limit_check: LimitCheck | None = None
+        # The volatility breaker is only fed while alarmed or not closed: calm bars cost nothing.
+        self._watch_volatility = False
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def limits_for(self, symbol: str) -> MarketLimits:
+        limits = self.market_limits.get(symbol)
+        if limits is None:
+            limits = MarketLimits(symbol)
+            self.market_limits[symbol] = limits
+        return limits
+
+    def _state_event(self, state: TradingState, now_ms: int, reason: str) -> tuple[Event, ...]:
+        if state is self.trading_state:
+            return ()
+        previous, self.trading_state = self.trading_state, state
+        return (
+            Event(
+                "TradingStateChanged",
+                now_ms,
+                f"trading {previous.value} -> {state.value}: {reason}",
+                {"from": previous.value, "to": state.value, "reason": reason},
+                "warning" if state is not TradingState.ACTIVE else "info",
+            ),
+        )
+
+    # --------------------------------------------------------------------------------------------- bars
+    def on_bar(self, prepared: PreparedSymbol, index: int, now_ms: int) -> Outcome:
+        """Decide for closed bar ``index`` of ``prepared`` (``now_ms`` = the bar's close time)."""
+        events: tuple[Event, ...] = ()
+        if prepared.volatility_alarm[index] or self._watch_volatility:
+            update = self.breaker.check_volatility_circuit(
+                float(prepared.atr[index]), float(prepared.normal_volatility[index]), now_ms
+            )
+            self._watch_volatility = update.status.state is not CircuitState.CLOSED
+            events = update.events
+        symbol = prepared.symbol
+        if symbol in self.pending:
+            return Outcome((), events) if events else NOTHING
+        position = self.portfolio.positions.get(symbol)
+        if position is not None:
+            decisions = self._manage_position(prepared, index, now_ms)
+            return Outcome(decisions, events) if decisions or events else NOTHING
+        direction = prepared.entry_direction[index]
+        if direction == 0 or self.trading_state is not TradingState.ACTIVE:
+            return Outcome((), events) if events else NOTHING
+        entry, entry_events = self._entry(prepared, index, int(direction), now_ms)
+        return Outcome((entry,) if entry else (), events + entry_events)
+
+    def _manage_position(self, prepared: PreparedSymbol, index: int, now_ms: int) -> tuple[Decision, ...]:
+        symbol = prepared.symbol
+        position = self.portfolio.positions[symbol]
+        candles = prepared.candles
+        is_long = position.side is PositionSide.LONG
+        best = max(position.best_price, candles.high[index]) if is_long else min(
+            position.best_price, candles.low[index]
+        )
+        update = self.risk.update_trailing_stop(
+            position.side,
+            position.entry_price,
+            position.stop_price,
+            float(best),
+            self.limits_for(symbol),
+            price=float(candles.close[index]),
+            atr=float(prepared.atr[index]),
+            swing_price=float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
+        )
+        position = replace(
+            position,
+            best_price=float(best),
+            stop_price=update.stop_price,
+            trailing_active=position.trailing_active or update.moved,
+            bars_held=position.bars_held + 1,
+        )
+        self.portfolio.update(position)
+        decisions: list[Decision] = []
+        if update.moved:
+            decisions.append(StopMoved(symbol, update.stop_price, now_ms))
+        exit_now = prepared.exit_long[index] if is_long else prepared.exit_short[index]
+        if exit_now:
+            self.pending.add(symbol)
+            reasons = prepared.signals.signal_at(index).reasons or ("exit condition",)
+            decisions.append(ExitDecision(symbol, now_ms, "signal: " + "; ".join(reasons)))
+        return tuple(decisions)
+
+    def _refresh_breakers(self, now_ms: int) -> tuple[Event, ...]:
+        """Give open breakers a fresh reading so they can cool down and half-open without a new trade."""
+        daily_loss_pct = self.last_limit_check.daily_loss_pct if self.last_limit_check else 0.0
+        update = self.breaker.check_loss_circuit(self.breaker.consecutive_losses, daily_loss_pct, now_ms)
+        return update.events + self.breaker.advance(now_ms)
+
+    def _entry(
+        self, prepared: PreparedSymbol, index: int, direction: int, now_ms: int
+    ) -> tuple[EntryDecision | None, tuple[Event, ...]]:
+        if self.limits.halted:
+            return None, ()
+        events: tuple[Event, ...] = ()
+        permission = self.breaker.allows_entry(now_ms)
+        if not permission.allowed:
+            events = self._refresh_breakers(now_ms)
+            permission = self.breaker.allows_entry(now_ms)
+            if not permission.allowed:
+                return None, events
+        symbol = prepared.symbol
+        side = PositionSide.LONG if direction > 0 else PositionSide.SHORT
+        price = float(prepared.candles.close[index])
+        atr = float(prepared.atr[index])
+        limits = self.limits_for(symbol)
+        size = self.risk.calculate_position_size(
+            equity=self.portfolio.equity(),
+            available_balance=self.portfolio.available_balance(),
+            entry_price=price,
+            atr=atr,
+            signal_strength=float(prepared.entry_strength[index]),
+            confluence_multiplier=float(prepared.entry_multiplier[index]),
+            limits=limits,
+            volatility_ratio=float(prepared.volatility_ratio[index]),
+            size_multiplier=permission.size_multiplier,
+            side=side,
+        )
+        if not size.approved or size.stop_price is None:
+            return None, events
+        target = None
+        if self.take_profit_atr_multiple > 0:
+            target = price + side.sign * self.take_profit_atr_multiple * atr
+        self.pending.add(symbol)
+        decision = EntryDecision(
+            symbol=symbol,
+            side=side,
+            quantity=size.quantity,
+            stop_price=size.stop_price,
+            take_profit_price=target,
+            strength=float(prepared.entry_strength[index]),
+            multiplier=float(prepared.entry_multiplier[index]),
+            decided_ms=now_ms,
+            reason="; ".join(prepared.reasons_at(index)) + f"; {size.reason}",
+        )
+        return decision, events
+
+    # ---------------------------------------------------------------------------------------- account
+    def check_account(self, now_ms: int) -> Outcome:
+        """Test the loss limits on marked-to-market equity; a breach closes everything and halts."""
+        check = self.limits.check(self.portfolio.equity(), now_ms)
+        self.last_limit_check = check
+        events = check.events
+        if not check.must_close_all:
+            return Outcome((), events) if events else NOTHING
+        events += self._state_event(TradingState.HALTED, now_ms, "; ".join(check.reasons) or "risk limit breached")
+        return Outcome(self._close_all(now_ms, "risk limit: " + "; ".join(check.reasons)), events)
+
+    def _close_all(self, now_ms: int, reason: str) -> tuple[Decision, ...]:
+        exits = []
+        for symbol in sorted(self.portfolio.positions):
+            if symbol in self.pending:
+                continue
+            self.pending.add(symbol)
+            exits.append(ExitDecision(symbol, now_ms, reason))
+        return tuple(exits)
+
+    def order_resolved(self, symbol: str) -> None:
+        """The driver filled or rejected the symbol's pending order."""
+        self.pending.discard(symbol)
+
+    def on_trade_closed(self, trade: ClosedTrade, now_ms: int) -> Outcome:
+        """Feed a closed trade to the loss breaker (streak and daily loss)."""
+        update = self.breaker.record_trade_result(trade.pnl, now_ms)
+        check = self.limits.check(self.portfolio.equity(), now_ms)
+        self.last_limit_check = check
+        loss_update = self.breaker.check_loss_circuit(self.breaker.consecutive_losses, check.daily_loss_pct, now_ms)
+        return Outcome((), update.events + loss_update.events + check.events)
+
+    # --------------------------------------------------------------------------------------- commands
+    def halt(self, now_ms: int, reason: str) -> Outcome:
+        return Outcome((), self._state_event(TradingState.HALTED, now_ms, reason))
+
+    def resume(self, now_ms: int) -> Outcome:
+        """Allow entries again; also lifts a latched loss-limit halt (a person decided)."""
+        events: tuple[Event, ...] = ()
+        if self.limits.halted:
+            events += self.limits.manual_resume(self.portfolio.equity(), now_ms)
+        events += self._state_event(TradingState.ACTIVE, now_ms, "resumed")
+        return Outcome((), events)
+
+    def emergency_exit(self, now_ms: int, reason: str) -> Outcome:
+        """Close every position at market and halt; a second call while one runs does nothing new."""
+        instruction = self.breaker.trigger_emergency_exit(reason, now_ms)
+        if instruction.status != "started":
+            return NOTHING
+        events = instruction.events + self._state_event(TradingState.HALTED, now_ms, f"emergency exit: {reason}")
+        return Outcome(self._close_all(now_ms, f"emergency exit: {reason}"), events)
+
+    def close_position(self, symbol: str, now_ms: int, reason: str) -> Outcome:
+        if symbol not in self.portfolio.positions or symbol in self.pending:
+            return NOTHING
+        self.pending.add(symbol)
+        return Outcome((ExitDecision(symbol, now_ms, reason),), ())
+
+    # ------------------------------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "trading_state": self.trading_state.value,
+            "limits": self.limits.to_state(),
+            "breaker": self.breaker.to_state(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.trading_state = TradingState(state.get("trading_state", TradingState.ACTIVE.value))
+        if state.get("limits"):
+            self.limits.restore(state["limits"])
+        if state.get("breaker"):
+            self.breaker.restore(state["breaker"])
+            self._watch_volatility = self.breaker.status(VOLATILITY).state is not CircuitState.CLOSED

@@ -1,0 +1,229 @@
+"""Provides the bar-by-bar simulated account: the one loop the backtester and the paper broker both run.
+
+For each closed candle of a symbol, in this order (backtesting.py's rule: pending orders are processed
+before the strategy decides on the bar):
+
+1. orders decided on the previous bar fill at this bar's open, with slippage and commission;
+2. the open position's stop and target are tested inside the bar from its high/low (a gap through the
+   stop fills at the open; stop and target in the same bar: the stop, the worse, and the trade is flagged);
+3. the position is marked at the close and the account limits are checked (a breach closes everything
+   at the next open and halts);
+4. :class:`engine.decision.DecisionCore` decides on the closed bar; its orders wait for step 1 of the
+   symbol's next bar.
+
+Because paper trading feeds live or replayed candles through this same class, a paper session and a
+backtest over the same bars produce the same trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.decision import DecisionCore, EntryDecision, ExitDecision, Outcome
+from engine.fills import FillModel
+from engine.models import ClosedTrade, Event, Fill, Side
+from engine.portfolio import QUANTITY_EPSILON
+from engine.strategy import PreparedSymbol
+from engine.timeframes import parse_timeframe
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    """A closed trade with how its exit was simulated.
+
+    Attributes:
+        exit_kind: ``signal``, ``stop``, ``trailing_stop``, ``target``, ``risk_limit``, ``emergency_exit``,
+            ``manual`` or ``end_of_data``.
+        stop_and_target_in_one_bar: the exit bar reached both the stop and the target; the stop was assumed.
+    """
+
+    trade: ClosedTrade
+    exit_kind: str
+    stop_and_target_in_one_bar: bool = False
+    entry_reason: str = ""
+
+
+@dataclass
+class SimulationLog:
+    trades: list[TradeRecord] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    rejected_orders: int = 0
+
+
+def _exit_kind(reason: str) -> str:
+    for prefix, kind in (
+        ("signal", "signal"),
+        ("risk limit", "risk_limit"),
+        ("emergency exit", "emergency_exit"),
+        ("end of data", "end_of_data"),
+    ):
+        if reason.startswith(prefix):
+            return kind
+    return "manual"
+
+
+class SimulatedAccount:
+    """Drives a :class:`DecisionCore` over candles with the shared :class:`FillModel`.
+
+    Args:
+        core: the decision path and its account.
+        fill_model: fill assumptions (shared with the paper broker).
+        on_event: called with every event as it happens (the runtime publishes them; None collects only).
+    """
+
+    def __init__(
+        self,
+        core: DecisionCore,
+        fill_model: FillModel,
+        on_event: Callable[[Event], None] | None = None,
+        keep_fills: bool = True,
+    ) -> None:
+        self.core = core
+        self.fill_model = fill_model
+        self.log = SimulationLog()
+        self._pending: dict[str, list[EntryDecision | ExitDecision]] = {}
+        self._entry_reasons: dict[str, str] = {}
+        self._on_event = on_event
+        self._keep_fills = keep_fills
+        self._timeframe_ms: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------------------------ events
+    def _emit(self, events: tuple[Event, ...] | list[Event]) -> None:
+        if not events:
+            return
+        self.log.events.extend(events)
+        if self._on_event is not None:
+            for event in events:
+                self._on_event(event)
+
+    def _queue(self, outcome: Outcome) -> None:
+        self._emit(outcome.events)
+        for decision in outcome.decisions:
+            if isinstance(decision, EntryDecision | ExitDecision):
+                self._pending.setdefault(decision.symbol, []).append(decision)
+
+    def submit(self, outcome: Outcome) -> None:
+        """Queue decisions taken outside the bar loop (commands: halt, emergency exit, close)."""
+        self._queue(outcome)
+
+    @property
+    def has_pending(self) -> bool:
+        return any(self._pending.values())
+
+    # -------------------------------------------------------------------------------------------- bars
+    def process_bar(self, prepared: PreparedSymbol, index: int) -> None:
+        """Run steps 1-4 of the module docstring for closed bar ``index`` of ``prepared``."""
+        candles = prepared.candles
+        symbol = prepared.symbol
+        tf_ms = self._timeframe_ms.get(candles.timeframe)
+        if tf_ms is None:
+            tf_ms = self._timeframe_ms[candles.timeframe] = parse_timeframe(candles.timeframe)
+        open_ms = int(candles.open_time_ms[index])
+        close_ms = open_ms + tf_ms
+        portfolio = self.core.portfolio
+        traded = False
+        if symbol in self._pending:
+            traded = self._fill_pending(symbol, float(candles.open[index]), open_ms)
+        if symbol in portfolio.positions:
+            traded |= self._check_stops(
+                symbol, float(candles.open[index]), float(candles.high[index]), float(candles.low[index]), open_ms
+            )
+        if symbol in portfolio.positions:
+            portfolio.mark(symbol, float(candles.close[index]))
+        if portfolio.positions or traded:
+            self._queue(self.core.check_account(close_ms))
+        outcome = self.core.on_bar(prepared, index, close_ms)
+        if outcome.decisions or outcome.events:
+            self._queue(outcome)
+
+    def _fill_pending(self, symbol: str, open_price: float, time_ms: int) -> bool:
+        orders = self._pending.pop(symbol, [])
+        traded = False
+        for order in orders:
+            self.core.order_resolved(symbol)
+            if isinstance(order, EntryDecision):
+                traded |= self._fill_entry(order, open_price, time_ms)
+            else:
+                position = self.core.portfolio.positions.get(symbol)
+                if position is not None:
+                    price = self.fill_model.market_price(position.side.exit_side, open_price)
+                    traded |= self._close(symbol, price, time_ms, order.reason, False)
+        return traded
+
+    def _fill_entry(self, order: EntryDecision, open_price: float, time_ms: int) -> bool:
+        portfolio = self.core.portfolio
+        if order.symbol in portfolio.positions:
+            self.log.rejected_orders += 1
+            return False
+        price = self.fill_model.market_price(order.side.entry_side, open_price)
+        fee = self.fill_model.commission(order.quantity, price)
+        if order.side.entry_side is Side.BUY and order.quantity * price + fee > portfolio.available_balance():
+            # The open gapped up past what cash can pay: a real exchange rejects the order.
+            self.log.rejected_orders += 1
+            self._emit([Event("OrderRejected", time_ms, f"{order.symbol}: insufficient balance at the open",
+                              {"symbol": order.symbol}, "warning")])
+            return False
+        position = portfolio.open(
+            order.symbol, order.side, order.quantity, price, fee, time_ms, order.stop_price, order.take_profit_price
+        )
+        self._entry_reasons[order.symbol] = order.reason
+        if self._keep_fills:
+            self.log.fills.append(Fill(f"sim-{order.symbol}-{time_ms}-in", order.symbol, order.side.entry_side,
+                                       order.quantity, price, fee, time_ms))
+        self._emit([Event(
+            "PositionOpened", time_ms,
+            f"{order.symbol} {position.side.value} {order.quantity:g} @ {price:.8g} (stop {order.stop_price:.8g})",
+            {"symbol": order.symbol, "side": position.side.value, "qty": order.quantity, "price": price,
+             "stop": order.stop_price, "target": order.take_profit_price, "reason": order.reason},
+        )])
+        return True
+
+    def _check_stops(self, symbol: str, bar_open: float, bar_high: float, bar_low: float, time_ms: int) -> bool:
+        position = self.core.portfolio.positions[symbol]
+        stop_at = self.fill_model.stop_trigger_price(position.side, position.stop_price, bar_open, bar_high, bar_low)
+        target_at = None
+        if position.take_profit_price is not None:
+            target_at = self.fill_model.target_trigger_price(
+                position.side, position.take_profit_price, bar_open, bar_high, bar_low
+            )
+        if stop_at is not None:
+            kind = "trailing_stop" if position.trailing_active else "stop"
+            price = self.fill_model.market_price(position.side.exit_side, stop_at)
+            return self._close(symbol, price, time_ms, kind, target_at is not None)
+        if target_at is not None:
+            return self._close(symbol, target_at, time_ms, "target", False)
+        return False
+
+    def _close(self, symbol: str, price: float, time_ms: int, reason: str, ambiguous: bool) -> bool:
+        portfolio = self.core.portfolio
+        position = portfolio.positions.get(symbol)
+        if position is None or position.quantity <= QUANTITY_EPSILON:
+            return False
+        fee = self.fill_model.commission(position.quantity, price)
+        trade = portfolio.close(symbol, price, fee, time_ms, reason)
+        kind = reason if reason in ("stop", "trailing_stop", "target") else _exit_kind(reason)
+        self.log.trades.append(TradeRecord(trade, kind, ambiguous, self._entry_reasons.pop(symbol, "")))
+        if self._keep_fills:
+            self.log.fills.append(Fill(f"sim-{symbol}-{time_ms}-out", symbol, position.side.exit_side,
+                                       position.quantity, price, fee, time_ms))
+        self._emit([Event(
+            "PositionClosed", time_ms,
+            f"{symbol} {position.side.value} closed @ {price:.8g} ({kind}) pnl {trade.pnl:+.2f}",
+            {"symbol": symbol, "side": position.side.value, "qty": position.quantity,
+             "entry": position.entry_price, "exit": price, "pnl": trade.pnl, "reason": kind,
+             "stop_and_target_in_one_bar": ambiguous},
+            "info" if trade.pnl >= 0 else "warning",
+        )])
+        self._emit(self.core.on_trade_closed(trade, time_ms).events)
+        return True
+
+    def close_all_at(self, prices: dict[str, float], time_ms: int, reason: str = "end of data") -> None:
+        """Close every open position at the given prices (minus slippage): e.g. at the end of a backtest."""
+        for symbol in sorted(self.core.portfolio.positions):
+            position = self.core.portfolio.positions[symbol]
+            price = self.fill_model.market_price(position.side.exit_side, prices[symbol])
+            self._close(symbol, price, time_ms, reason, False)
+        self._pending.clear()
+        self.core.pending.clear()
