@@ -20,7 +20,25 @@ from urllib.parse import urlsplit
 import ccxt
 import ccxt.async_support as ccxt_async
 
-_CCXT_LOGGER = "ccxt"
+_CCXT_WIRE_LOGGER = "ccxt.base.exchange"
+
+
+class _DropWireDumps(logging.Filter):
+    """Rejects ccxt's DEBUG request/response dumps: they hold X-MBX-APIKEY and signed URLs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_WIRE_FILTER = _DropWireDumps()
+
+
+def _silence_wire_dumps() -> None:
+    # A filter, not just a level: a later global DEBUG setting (basicConfig, pytest's caplog) lowers
+    # effective levels, but a logger's own filters still run for every record it emits.
+    wire_logger = logging.getLogger(_CCXT_WIRE_LOGGER)
+    if _WIRE_FILTER not in wire_logger.filters:
+        wire_logger.addFilter(_WIRE_FILTER)
 
 
 class ThrottledError(ccxt.DDoSProtection):
@@ -108,11 +126,7 @@ def create_binance_client(
     Returns:
         The client; the caller owns it and must ``await client.close()``.
     """
-    # ccxt logs request headers (X-MBX-APIKEY) and signed URLs at DEBUG; never let a global DEBUG
-    # setting write them to our log files.
-    ccxt_logger = logging.getLogger(_CCXT_LOGGER)
-    if ccxt_logger.getEffectiveLevel() < logging.INFO:
-        ccxt_logger.setLevel(logging.INFO)
+    _silence_wire_dumps()
     config: dict[str, Any] = {
         "enableRateLimit": enable_rate_limit,
         "timeout": int(timeout_s * 1000),

@@ -42,7 +42,7 @@ class FaultKind(enum.StrEnum):
     SERVER_ERROR = "server_error"  # HTTP 5xx with an HTML body, as a load balancer sends
     RATE_LIMITED = "rate_limited"  # HTTP 429, code -1003, Retry-After
     IP_BANNED = "ip_banned"  # HTTP 418, code -1003, Retry-After
-    MALFORMED_JSON = "malformed_json"  # HTTP 200 with a truncated JSON body
+    MALFORMED_JSON = "malformed_json"  # handled (order booked), then HTTP 200 with a truncated JSON body
     PARTIAL_FILL = "partial_fill"  # the next market order fills only ``fill_ratio`` and expires
     REJECT_INSUFFICIENT = "reject_insufficient"  # -2010 insufficient balance
     REJECT_FILTER = "reject_filter"  # -1013 filter failure
@@ -214,6 +214,8 @@ class FakeBinance:
         if fault is not None and fault.kind is FaultKind.TIMEOUT_AFTER_PROCESSING:
             await self._hang(fault)
             return web.Response(status=504, text="gateway timeout")
+        if fault is not None and fault.kind is FaultKind.MALFORMED_JSON:
+            return web.Response(status=200, text='{"symbol": "BTCUSDT", "orderId": 12', content_type="application/json")
         return web.json_response(body)
 
     def _check_auth(self, request: web.Request, raw_signed: str) -> web.Response | None:
@@ -251,8 +253,6 @@ class FakeBinance:
             headers = {} if fault.retry_after_s is None else {"Retry-After": str(fault.retry_after_s)}
             message = "Too much request weight used; current limit is 6000 request weight per 1 MINUTE."
             return _error(status, -1003, message, headers)
-        if kind is FaultKind.MALFORMED_JSON:
-            return web.Response(status=200, text='{"symbol": "BTCUSDT", "orderId": 12', content_type="application/json")
         if kind is FaultKind.REJECT_INSUFFICIENT:
             return _error(400, *INSUFFICIENT_BALANCE)
         if kind is FaultKind.REJECT_FILTER:
