@@ -220,7 +220,11 @@ def _linear_recurrence(source: FloatArray, decay: float, gain: float, initial: f
 def _seeded_recurrence(source: FloatArray, period: int, alpha: float) -> FloatArray:
     """Exponential smoothing seeded with the first full-window sma: y = alpha*x + (1-alpha)*y[t-1]."""
     out = _nan(len(source))
-    seed_index = _first_valid(sma(source, period))
+    # The seed is the first full window of valid values (what sma's first valid value would be).
+    valid = ~np.isnan(source)
+    index = np.arange(len(source))
+    valid_run = index - np.maximum.accumulate(np.where(valid, -1, index))
+    seed_index = _first_valid(np.where(valid_run >= period, 1.0, np.nan))
     if seed_index >= len(source):
         return out
     out[seed_index] = float(np.mean(source[seed_index - period + 1 : seed_index + 1]))

@@ -280,3 +280,16 @@ def test_magic_trend_on_flat_prices_is_down_with_nan_cci_as_in_pine() -> None:
     result = ind.magic_trend(flat, flat, flat)
     assert np.all(result.direction == 0)  # cci never exists on a flat series: all warm-up
     assert np.isnan(result.line).all()
+
+
+@pytest.mark.parametrize("name", sorted(RECURSIVE))
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cut=st.integers(130, 1100))
+def test_recursions_spanning_many_blocks_do_not_depend_on_later_bars(name: str, seed: int, cut: int) -> None:
+    rng = np.random.default_rng(seed)
+    close = 1_000 + np.cumsum(rng.normal(0, 5, 1200))
+    high, low = close + rng.uniform(0, 3, 1200), close - rng.uniform(0, 3, 1200)
+    full = INDICATORS[name](high, low, close)
+    truncated = INDICATORS[name](high[:cut], low[:cut], close[:cut])
+    for whole, prefix in zip(full, truncated, strict=True):
+        np.testing.assert_allclose(prefix, whole[:cut], rtol=1e-12, atol=0)
