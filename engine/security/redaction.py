@@ -28,7 +28,7 @@ _TOKEN_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"(?i)(\b(?:api[_-]?key|api[_-]?secret|secret|token|signature|passphrase|password|x-mbx-apikey)"
-            r"[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}]+)"
+            r"[\"']?\s*[:=]\s*[\"']?)(?!SecretStr\(|\*{3})([^\s\"'&,;}]+)"
         ),
         r"\1" + MASK,
     ),

@@ -136,3 +136,8 @@ def test_uninstall_restores_plain_logging(log_text: io.StringIO) -> None:
     uninstall_secret_redaction()
     logging.getLogger("engine.y").info("value %s", API_KEY)
     assert API_KEY in log_text.getvalue()
+
+
+def test_settings_repr_stays_readable() -> None:
+    text = "ExchangeConfig(api_key=SecretStr('**********'), mode='paper')"
+    assert SecretRedactor().redact(text) == text
