@@ -66,6 +66,7 @@ async def rig() -> AsyncIterator[Rig]:
         client = create_binance_client(
             fake.api_key, fake.api_secret, timeout_s=CLIENT_TIMEOUT_S, base_url=fake.base_url, enable_rate_limit=False
         )
+        client.timeout_on_exit = 0  # ccxt lingers 250 ms on close for TLS; loopback is plain HTTP
         broker = CcxtBroker(client, policy=POLICY, on_error=recorder.errors.append, sleep=recorder.sleep)
         try:
             yield Rig(fake, broker, recorder)

@@ -74,6 +74,7 @@ class LoggedRequest:
 class _Injected:
     fault: Fault
     remaining: int
+    symbol: str | None = None
 
 
 Handler = Callable[[dict[str, str]], Awaitable[Any]]
@@ -169,10 +170,16 @@ class FakeBinance:
         """Moves the last price of ``symbol`` (``BTC/USDT`` or ``BTCUSDT``); crossed stops fill."""
         self.exchange.set_price(symbol.replace("/", ""), Decimal(str(price)))
 
-    def inject(self, method: str, path: str, fault: Fault | FaultKind, *, times: int = 1) -> None:
-        """Makes the next ``times`` requests to ``method path`` misbehave as ``fault`` says."""
+    def inject(
+        self, method: str, path: str, fault: Fault | FaultKind, *, times: int = 1, symbol: str | None = None
+    ) -> None:
+        """Makes the next ``times`` requests to ``method path`` misbehave as ``fault`` says.
+
+        With ``symbol`` (``BTC/USDT`` or ``BTCUSDT``) only requests for that symbol are affected.
+        """
         chosen = fault if isinstance(fault, Fault) else Fault(fault)
-        self._faults[(method.upper(), path)].append(_Injected(chosen, times))
+        market_id = None if symbol is None else symbol.replace("/", "")
+        self._faults[(method.upper(), path)].append(_Injected(chosen, times, market_id))
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
         return [r for r in self.log if (method is None or r.method == method) and (path is None or r.path == path)]
@@ -200,7 +207,7 @@ class FakeBinance:
             refusal = self._check_auth(request, raw_signed)
             if refusal is not None:
                 return refusal
-        fault = self._take_fault(request.method, request.path)
+        fault = self._take_fault(request.method, request.path, params)
         entry.fault = fault.kind if fault else None
         early = await self._early_fault(fault)
         if early is not None:
@@ -229,15 +236,17 @@ class FakeBinance:
             return _error(400, -1022, "Signature for this request is not valid.")
         return None
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, params: dict[str, str]) -> Fault | None:
         queue = self._faults.get((method, path))
         if not queue:
             return None
-        injected = queue[0]
-        injected.remaining -= 1
-        if injected.remaining <= 0:
-            queue.popleft()
-        return injected.fault
+        for injected in queue:
+            if injected.symbol is None or injected.symbol == params.get("symbol"):
+                injected.remaining -= 1
+                if injected.remaining <= 0:
+                    queue.remove(injected)
+                return injected.fault
+        return None
 
     async def _early_fault(self, fault: Fault | None) -> web.Response | None:
         if fault is None:
