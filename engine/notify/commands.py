@@ -29,7 +29,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ from telegram.ext import (
 
 from engine.bus import EngineHandle
 from engine.commands import Command, EmergencyExit, Halt, Resume
-from engine.notify import formatting
+from engine.notify import formatting, views
 from engine.snapshot import EngineSnapshot
 
 logger = logging.getLogger(__name__)
@@ -151,16 +151,16 @@ class TelegramCommands:
     def handlers(self) -> list[tuple[BaseHandler[Update, Any, Any], int]]:
         """(handler, group) pairs: the unauthorised gate runs first (group -1) and stops the rest."""
         allowed = filters.Chat(chat_id=sorted(self._allowed)) & filters.UpdateType.MESSAGE
-        views: dict[str, Callable[[EngineSnapshot], str]] = {
-            "status": formatting.format_status,
-            "positions": formatting.format_positions,
-            "pnl": formatting.format_pnl,
-            "breakers": formatting.format_breakers,
+        renderers: dict[str, Callable[[EngineSnapshot], str]] = {
+            "status": views.format_status,
+            "positions": views.format_positions,
+            "pnl": views.format_pnl,
+            "breakers": views.format_breakers,
         }
         entries: list[tuple[BaseHandler[Update, Any, Any], int]] = [
             (MessageHandler(filters.ALL & ~filters.Chat(chat_id=sorted(self._allowed)), self._unauthorised), -1)
         ]
-        for name, view in views.items():
+        for name, view in renderers.items():
             entries.append((CommandHandler(name, self._audited(name, self._view(view)), filters=allowed), 0))
         actions: dict[str, Callable[[Update, list[str]], Awaitable[None]]] = {
             "halt": self._halt,
@@ -199,7 +199,7 @@ class TelegramCommands:
 
     def _audited(
         self, name: str, action: Callable[[Update, list[str]], Awaitable[None]]
-    ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]:
+    ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
         async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             chat = update.effective_chat
             user = update.effective_user
@@ -232,7 +232,7 @@ class TelegramCommands:
     def _view(self, render: Callable[[EngineSnapshot], str]) -> Callable[[Update, list[str]], Awaitable[None]]:
         async def answer(update: Update, args: list[str]) -> None:
             snapshot = self._engine.snapshot()
-            await self._reply(update, formatting.NO_SNAPSHOT_TEXT if snapshot is None else render(snapshot))
+            await self._reply(update, views.NO_SNAPSHOT_TEXT if snapshot is None else render(snapshot))
 
         return answer
 

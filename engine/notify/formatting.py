@@ -1,6 +1,6 @@
-"""Provides the Telegram HTML texts: one alert per engine event, the command answers and the daily report.
+"""Provides the Telegram HTML alert texts (one per engine event), value formatting and message coalescing.
 
-Everything here is a pure function of its inputs (events, snapshots, tallies), so the texts are
+Everything here is a pure function of its inputs, so the texts are
 tested without a network. Values are escaped for Telegram's HTML parse mode (``<``, ``>``, ``&``);
 only ``<b>``, ``<i>`` and ``<code>`` tags are produced.
 
@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.models import BreakerStatus, CircuitState, Event, Position
-from engine.snapshot import EngineSnapshot
+from engine.models import Event
 
 TELEGRAM_MAX_TEXT_CHARS = 4096  # Bot API limit for one sendMessage text (after entity parsing)
 COALESCE_SEPARATOR = "\n\n"
@@ -52,7 +50,7 @@ def esc(value: object) -> str:
 
 def fmt_money(value: Any, signed: bool = False) -> str:
     """A quote-currency amount with two decimals and thousands separators (``+1,234.50``)."""
-    number = _as_float(value)
+    number = as_float(value)
     if number is None:
         return "?"
     return f"{number:+,.2f}" if signed else f"{number:,.2f}"
@@ -60,7 +58,7 @@ def fmt_money(value: Any, signed: bool = False) -> str:
 
 def fmt_price(value: Any) -> str:
     """A price in quote currency with precision that suits its magnitude (no trailing zeros)."""
-    number = _as_float(value)
+    number = as_float(value)
     if number is None:
         return "?"
     magnitude = abs(number)
@@ -73,7 +71,7 @@ def fmt_price(value: Any) -> str:
 
 def fmt_qty(value: Any) -> str:
     """A quantity in base currency with up to 8 decimals (no trailing zeros)."""
-    number = _as_float(value)
+    number = as_float(value)
     if number is None:
         return "?"
     text = f"{number:.8f}".rstrip("0").rstrip(".")
@@ -82,7 +80,7 @@ def fmt_qty(value: Any) -> str:
 
 def fmt_pct(value: Any, signed: bool = False) -> str:
     """A percentage given as pct in [0, 100] (``2.35%``)."""
-    number = _as_float(value)
+    number = as_float(value)
     if number is None:
         return "?"
     return f"{number:+.2f}%" if signed else f"{number:.2f}%"
@@ -95,7 +93,7 @@ def fmt_time(time_ms: int | None) -> str:
     return datetime.fromtimestamp(time_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _as_float(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -108,7 +106,7 @@ def _title(event: Event, title: str) -> str:
     return f"{SEVERITY_MARK.get(event.severity, '')}<b>{esc(title)}</b>"
 
 
-def _lines(*lines: str | None) -> str:
+def lines(*lines: str | None) -> str:
     return "\n".join(line for line in lines if line)
 
 
@@ -126,7 +124,7 @@ def _position_opened(event: Event) -> str:
     d = event.data
     side = str(d.get("side", "")).upper()
     head = f"{side} {d['symbol']}" if "symbol" in d else ""
-    return _lines(
+    return lines(
         _title(event, f"Position opened {head}".strip()),
         _field(d, "qty", fmt_qty, "Qty"),
         _field(d, "entry", fmt_price, "Entry"),
@@ -139,13 +137,13 @@ def _position_closed(event: Event) -> str:
     d = event.data
     side = str(d.get("side", "")).upper()
     head = f"{side} {d['symbol']}" if "symbol" in d else ""
-    pnl = _as_float(d.get("pnl"))
+    pnl = as_float(d.get("pnl"))
     mark = "" if pnl is None else ("✅ " if pnl >= 0 else "🔻 ")
     pnl_line = None
     if pnl is not None:
         pct = f" ({fmt_pct(d['pnl_pct'], signed=True)})" if d.get("pnl_pct") is not None else ""
         pnl_line = f"P&amp;L: <b>{esc(fmt_money(pnl, signed=True))}</b>{esc(pct)}"
-    return _lines(
+    return lines(
         mark + _title(event, f"Position closed {head}".strip()),
         _field(d, "qty", fmt_qty, "Qty"),
         f"Entry → exit: <code>{esc(fmt_price(d.get('entry')))} → {esc(fmt_price(d.get('exit')))}</code>"
@@ -164,7 +162,7 @@ def _stop_moved(event: Event) -> str:
     if new_stop is not None:
         old = f"{fmt_price(d['old_stop'])} → " if d.get("old_stop") is not None else ""
         move = f"Stop: <code>{esc(old + fmt_price(new_stop))}</code>"
-    return _lines(
+    return lines(
         _title(event, f"Stop moved {d.get('symbol', '')}".strip()),
         move,
         f"Reason: {esc(d['reason'])}" if d.get("reason") else None,
@@ -182,7 +180,7 @@ def _breaker(title: str) -> Callable[[Event], str]:
                 f"Value: <code>{esc(fmt_price(d['value']))}</code>"
                 f" / limit <code>{esc(fmt_price(d['threshold']))}</code>"
             )
-        return _lines(
+        return lines(
             _title(event, f"{title}: {name}" if name else title),
             f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
             values,
@@ -196,10 +194,10 @@ def _risk_limit(title: str) -> Callable[[Event], str]:
     def render(event: Event) -> str:
         d = event.data
         used = None
-        value, threshold = _as_float(d.get("value")), _as_float(d.get("threshold"))
+        value, threshold = as_float(d.get("value")), as_float(d.get("threshold"))
         if value is not None and threshold:
             used = f"Used: <b>{esc(fmt_pct(100.0 * value / threshold))}</b> of the limit"
-        return _lines(
+        return lines(
             _title(event, f"{title}: {d['limit']}" if d.get("limit") else title),
             f"Value: <code>{esc(fmt_price(value))}</code> / limit <code>{esc(fmt_price(threshold))}</code>"
             if value is not None and threshold is not None
@@ -213,7 +211,7 @@ def _risk_limit(title: str) -> Callable[[Event], str]:
 
 def _emergency_started(event: Event) -> str:
     d = event.data
-    return _lines(
+    return lines(
         _title(event, "Emergency exit started"),
         f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
         _field(d, "positions", str, "Positions to close"),
@@ -222,7 +220,7 @@ def _emergency_started(event: Event) -> str:
 
 def _emergency_completed(event: Event) -> str:
     d = event.data
-    return _lines(
+    return lines(
         _title(event, "Emergency exit completed"),
         _field(d, "closed", str, "Positions closed"),
         f"P&amp;L: <b>{esc(fmt_money(d['pnl'], signed=True))}</b>" if d.get("pnl") is not None else None,
@@ -237,7 +235,7 @@ def _state_changed(event: Event) -> str:
     change = None
     if new is not None:
         change = f"<b>{esc(d['old'])} → {esc(new)}</b>" if d.get("old") is not None else f"<b>{esc(new)}</b>"
-    return _lines(
+    return lines(
         _title(event, "Trading state changed"),
         change,
         f"Reason: {esc(d['reason'])}" if d.get("reason") else (None if change else _message_line(event)),
@@ -246,7 +244,7 @@ def _state_changed(event: Event) -> str:
 
 def _system_error(event: Event) -> str:
     d = event.data
-    return _lines(
+    return lines(
         _title(event, f"System error in {d['component']}" if d.get("component") else "System error"),
         _message_line(event),
         f"<code>{esc(d['error'])}</code>" if d.get("error") else None,
@@ -256,7 +254,7 @@ def _system_error(event: Event) -> str:
 def _order_rejected(event: Event) -> str:
     d = event.data
     what = " ".join(str(d[k]).upper() if k == "side" else str(d[k]) for k in ("side", "symbol") if d.get(k))
-    return _lines(
+    return lines(
         _title(event, f"Order rejected {what}".strip()),
         _field(d, "qty", fmt_qty, "Qty"),
         f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
@@ -286,154 +284,8 @@ def format_event(event: Event) -> str | None:
     if formatter is not None:
         return formatter(event)
     if event.severity == "critical":
-        return _lines(_title(event, event.kind), _message_line(event))
+        return lines(_title(event, event.kind), _message_line(event))
     return None
-
-
-# --- command answers -------------------------------------------------------------------------
-
-NO_SNAPSHOT_TEXT = "The engine has not published a snapshot yet."
-
-
-def format_status(snapshot: EngineSnapshot) -> str:
-    """Answer to /status: state, mode, equity, P&L, drawdown, positions and breakers at a glance."""
-    open_breakers = [b for b in snapshot.breakers if b.state is not CircuitState.CLOSED]
-    return _lines(
-        f"<b>Status</b> · {esc(fmt_time(snapshot.time_ms))}",
-        f"Trading: <b>{esc(snapshot.trading_state.value)}</b> · engine {esc(snapshot.engine_state)}",
-        f"Mode: {esc(snapshot.mode)} on {esc(snapshot.exchange)} · feed "
-        + ("healthy" if snapshot.feed_healthy else "<b>DOWN</b>"),
-        f"Equity: <code>{esc(fmt_money(snapshot.equity))}</code>",
-        f"P&amp;L today: <code>{esc(fmt_money(snapshot.total_pnl, signed=True))}</code>",
-        f"Drawdown: <code>{esc(fmt_pct(snapshot.drawdown_pct))}</code> "
-        f"(limit {esc(fmt_pct(snapshot.max_drawdown_limit_pct))})",
-        f"Open positions: {len(snapshot.positions)}",
-        f"Breakers open: {len(open_breakers)}"
-        + (f" ({esc(', '.join(b.name for b in open_breakers))})" if open_breakers else ""),
-    )
-
-
-def _position_line(position: Position) -> str:
-    stop = position.trailing_stop_price or position.stop_price
-    parts = [
-        f"<b>{esc(position.side.value.upper())} {esc(position.symbol)}</b>",
-        f"qty <code>{esc(fmt_qty(position.quantity))}</code>",
-        f"entry <code>{esc(fmt_price(position.entry_price))}</code>",
-    ]
-    if position.last_price is not None:
-        parts.append(f"last <code>{esc(fmt_price(position.last_price))}</code>")
-    if stop is not None:
-        parts.append(f"stop <code>{esc(fmt_price(stop))}</code>")
-    parts.append(f"uPnL <code>{esc(fmt_money(position.unrealized_pnl, signed=True))}</code>")
-    return " · ".join(parts)
-
-
-def format_positions(snapshot: EngineSnapshot) -> str:
-    """Answer to /positions: one line per open position."""
-    if not snapshot.positions:
-        return "<b>Positions</b>\nNo open positions."
-    return _lines("<b>Positions</b>", *(_position_line(p) for p in snapshot.positions))
-
-
-def format_pnl(snapshot: EngineSnapshot) -> str:
-    """Answer to /pnl: realised, unrealised and total P&L today, equity and drawdown."""
-    return _lines(
-        "<b>P&amp;L</b>",
-        f"Realised today: <code>{esc(fmt_money(snapshot.realized_pnl_today, signed=True))}</code>",
-        f"Unrealised: <code>{esc(fmt_money(snapshot.unrealized_pnl, signed=True))}</code>",
-        f"Total: <b>{esc(fmt_money(snapshot.total_pnl, signed=True))}</b>",
-        f"Equity: <code>{esc(fmt_money(snapshot.equity))}</code> (peak {esc(fmt_money(snapshot.peak_equity))})",
-        f"Daily loss: <code>{esc(fmt_pct(snapshot.daily_loss_pct))}</code> "
-        f"(limit {esc(fmt_pct(snapshot.daily_loss_limit_pct))})",
-        f"Drawdown: <code>{esc(fmt_pct(snapshot.drawdown_pct))}</code> · max "
-        f"<code>{esc(fmt_pct(snapshot.max_drawdown_pct))}</code>",
-    )
-
-
-def _breaker_line(breaker: BreakerStatus) -> str:
-    mark = {"closed": "🟢", "half_open": "🟡", "open": "🔴"}.get(breaker.state.value, "")
-    text = (
-        f"{mark} <b>{esc(breaker.name)}</b> {esc(breaker.state.value)} · "
-        f"<code>{esc(fmt_price(breaker.value))}</code> / <code>{esc(fmt_price(breaker.threshold))}</code>"
-    )
-    if breaker.latching:
-        text += " · latching"
-    if breaker.reason and breaker.state is not CircuitState.CLOSED:
-        text += f"\n   {esc(breaker.reason)}"
-    if breaker.resume_after_ms:
-        text += f"\n   resumes after {esc(fmt_time(breaker.resume_after_ms))}"
-    return text
-
-
-def format_breakers(snapshot: EngineSnapshot) -> str:
-    """Answer to /breakers: each breaker's state, value and threshold."""
-    if not snapshot.breakers:
-        return "<b>Circuit breakers</b>\nNo breakers reported."
-    return _lines("<b>Circuit breakers</b>", *(_breaker_line(b) for b in snapshot.breakers))
-
-
-# --- daily report ----------------------------------------------------------------------------
-
-
-@dataclass
-class DailyTally:
-    """What happened since the last daily report, counted from the events the notifier consumed.
-
-    Attributes:
-        since_ms: start of the period (UTC ms).
-        trades: number of PositionClosed events.
-        wins: closed trades with P&L >= 0.
-        realized_pnl: sum of closed-trade P&L (quote currency).
-        breaker_events: breaker trip/half-open/reset lines, oldest first.
-    """
-
-    since_ms: int
-    trades: int = 0
-    wins: int = 0
-    realized_pnl: float = 0.0
-    breaker_events: list[str] = field(default_factory=list)
-
-    BREAKER_KINDS = ("BreakerTripped", "BreakerHalfOpened", "BreakerReset")
-
-    def record(self, event: Event) -> None:
-        """Counts ``event`` if it is a closed trade or a breaker change."""
-        if event.kind == "PositionClosed":
-            self.trades += 1
-            pnl = _as_float(event.data.get("pnl")) or 0.0
-            self.realized_pnl += pnl
-            self.wins += 1 if pnl >= 0 else 0
-        elif event.kind in self.BREAKER_KINDS:
-            name = event.data.get("breaker", event.data.get("name", "")) or event.message
-            verb = {"BreakerTripped": "tripped", "BreakerHalfOpened": "half-open", "BreakerReset": "reset"}
-            self.breaker_events.append(f"{fmt_time(event.time_ms)} {name} {verb[event.kind]}")
-
-
-def format_daily_report(snapshot: EngineSnapshot | None, tally: DailyTally, now_ms: int) -> str:
-    """The daily report: P&L, drawdown, trades and breaker events since ``tally.since_ms``."""
-    lines = [f"<b>Daily report</b> · {esc(fmt_time(now_ms))}"]
-    if snapshot is None:
-        lines.append(NO_SNAPSHOT_TEXT)
-    else:
-        lines += [
-            f"Equity: <code>{esc(fmt_money(snapshot.equity))}</code>",
-            f"P&amp;L today: <b>{esc(fmt_money(snapshot.total_pnl, signed=True))}</b> "
-            f"(realised {esc(fmt_money(snapshot.realized_pnl_today, signed=True))}, "
-            f"unrealised {esc(fmt_money(snapshot.unrealized_pnl, signed=True))})",
-            f"Drawdown: <code>{esc(fmt_pct(snapshot.drawdown_pct))}</code> · max "
-            f"<code>{esc(fmt_pct(snapshot.max_drawdown_pct))}</code>",
-            f"Trading: {esc(snapshot.trading_state.value)} · open positions {len(snapshot.positions)}",
-        ]
-    win_rate = f", {100.0 * tally.wins / tally.trades:.0f}% won" if tally.trades else ""
-    lines.append(
-        f"Trades since {esc(fmt_time(tally.since_ms))}: <b>{tally.trades}</b>{win_rate}, "
-        f"closed P&amp;L <code>{esc(fmt_money(tally.realized_pnl, signed=True))}</code>"
-    )
-    if tally.breaker_events:
-        lines.append(f"Breaker events: {len(tally.breaker_events)}")
-        lines += [f" • {esc(line)}" for line in tally.breaker_events[-10:]]
-    else:
-        lines.append("Breaker events: none")
-    return "\n".join(lines)
 
 
 # --- coalescing ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ redacted before they are logged or stored.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 from collections.abc import Coroutine
@@ -42,9 +43,10 @@ from engine.bus import EngineHandle, Subscription
 from engine.config import Settings, TelegramConfig
 from engine.models import Event
 from engine.notify.commands import AuditSink, ExitConfirmations, TelegramCommands
-from engine.notify.formatting import DailyTally, format_daily_report, format_event
+from engine.notify.formatting import format_event
 from engine.notify.outbox import ChatRateLimiter, OutboxSender, RetryPolicy, wall_ms
 from engine.notify.report import DailySchedule
+from engine.notify.views import DailyTally, format_daily_report
 from engine.security.audit import AuditLog
 from engine.security.redaction import SecretRedactor, install_secret_redaction
 from engine.store import Store
@@ -250,7 +252,7 @@ class TelegramNotifier:
         updater = application.updater
         assert updater is not None
         await updater.start_polling(
-            timeout=self._tuning.poll_timeout_s,
+            timeout=dt.timedelta(seconds=self._tuning.poll_timeout_s),
             allowed_updates=[Update.MESSAGE],
             # Commands typed while the bot was offline are dropped, not executed late.
             drop_pending_updates=True,
@@ -272,13 +274,16 @@ class TelegramNotifier:
             if application.running:
                 await application.stop()
             await application.shutdown()
+            # An application whose getMe never succeeded is not "initialised", but its HTTP clients are open.
+            await application.bot.shutdown()
         except Exception as error:  # noqa: BLE001 - shutting down must not fail the engine's shutdown
             logger.warning("Telegram shutdown: %s", self._redactor.redact(repr(error)))
 
     def _ready_bot(self) -> Bot | None:
         if self._application is None or not self._connected.is_set():
             return None
-        return self._application.bot
+        bot: Bot = self._application.bot
+        return bot
 
     def _on_polling_error(self, error: TelegramError) -> None:
         logger.warning("Telegram polling failed: %s", self._redactor.redact(f"{type(error).__name__}: {error}"))

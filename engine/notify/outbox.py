@@ -31,6 +31,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,6 +83,8 @@ class RetryPolicy:
 class OutboxStore(Protocol):
     """The store methods the sender uses (``engine.store.Store`` provides them)."""
 
+    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+
     async def due_notifications(self, now: int, limit: int = 50) -> list[OutboxMessage]: ...
 
     async def mark_notification_sent(self, message_id: int, sent_ms: int) -> None: ...
@@ -105,14 +108,19 @@ class ChatRateLimiter:
         self._monotonic = monotonic
         self._next_slot: dict[int, float] = {}
 
-    async def wait_turn(self, chat_id: int) -> None:
-        """Sleeps until ``chat_id`` may receive the next message, and books that slot."""
+    def reserve(self, chat_id: int) -> float:
+        """Books the next free slot for ``chat_id``; returns the seconds to wait before sending."""
         now = self._monotonic()
         slot = max(now, self._next_slot.get(chat_id, now))
         interval = self._group_interval_s if chat_id < 0 else self._private_interval_s
         self._next_slot[chat_id] = slot + interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        return slot - now
+
+    async def wait_turn(self, chat_id: int) -> None:
+        """Sleeps until ``chat_id`` may receive the next message, and books that slot."""
+        delay_s = self.reserve(chat_id)
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
 
     def pause(self, chat_id: int, seconds: float) -> None:
         """No message to ``chat_id`` for ``seconds`` (after a 429)."""
@@ -274,6 +282,10 @@ class OutboxSender:
         return self._redact(f"{type(error).__name__}: {error}")[:LAST_ERROR_MAX_CHARS]
 
     async def _finish(self, batch: list[OutboxMessage]) -> None:
+        async with self._store.transaction():
+            await self._mark_finished(batch)
+
+    async def _mark_finished(self, batch: list[OutboxMessage]) -> None:
         now = wall_ms()
         for row in batch:
             self._done_chats.pop(row.id, None)
@@ -285,6 +297,12 @@ class OutboxSender:
                 )
 
     async def _reschedule(self, batch: list[OutboxMessage], outcome: str, error_text: str, flood_s: float) -> None:
+        async with self._store.transaction():
+            await self._mark_rescheduled(batch, outcome, error_text, flood_s)
+
+    async def _mark_rescheduled(
+        self, batch: list[OutboxMessage], outcome: str, error_text: str, flood_s: float
+    ) -> None:
         now = wall_ms()
         for row in batch:
             attempts = row.attempts + 1

@@ -54,6 +54,7 @@ class Fault:
     description: str
     retry_after: int | None = None
     remaining: int = 1
+    hang_s: float = 0.0  # > 0: hold the request this long before answering (a hung server)
 
 
 @dataclass
@@ -139,6 +140,10 @@ class FakeBotApi:
         """Makes the next ``times`` calls of ``method`` fail with HTTP ``status``."""
         self._faults.append(Fault(method, status, description or f"error {status}", retry_after, times))
 
+    def hang_next(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Makes the next ``times`` calls of ``method`` hang for ``seconds`` (then fail with 504)."""
+        self._faults.append(Fault(method, 504, "Gateway Timeout", None, times, hang_s=seconds))
+
     def texts_to(self, chat_id: int) -> list[str]:
         return [message.text for message in self.sent if message.chat_id == chat_id]
 
@@ -200,6 +205,8 @@ class FakeBotApi:
         fault = next((f for f in self._faults if f.method == method and f.remaining > 0), None)
         if fault is not None:
             fault.remaining -= 1
+            if fault.hang_s > 0:
+                await asyncio.sleep(fault.hang_s)
             return _error(fault.status, fault.description, fault.retry_after)
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:

@@ -7,17 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.models import Event
-from engine.notify.formatting import (
-    TELEGRAM_MAX_TEXT_CHARS,
+from engine.notify.formatting import TELEGRAM_MAX_TEXT_CHARS, coalesce, format_event, join_texts
+from engine.notify.views import (
     DailyTally,
-    coalesce,
     format_breakers,
     format_daily_report,
-    format_event,
     format_pnl,
     format_positions,
     format_status,
-    join_texts,
 )
 from tests.engine.notify.conftest import make_snapshot
 

@@ -88,6 +88,17 @@ async def test_server_errors_are_retried_until_the_alert_is_sent(
     assert "Bad Gateway" in (row.last_error or "")
 
 
+async def test_a_hung_request_times_out_and_is_retried(
+    api: FakeBotApi, store: Store, engine: RecordingEngine, start_notifier: NotifierFactory
+) -> None:
+    await start_notifier(config=telegram_config(api, request_timeout_s=0.3))
+    api.hang_next("sendMessage", 5.0)
+    engine.publish(opened(1))
+    await wait_for_outbox(store, "sent", 1)
+    (row,) = await store.outbox_messages("sent")
+    assert row.attempts == 2 and "TimedOut" in (row.last_error or "")
+
+
 async def test_alert_is_marked_failed_and_logged_after_the_last_attempt(
     api: FakeBotApi,
     store: Store,
