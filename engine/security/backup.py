@@ -205,36 +205,41 @@ def _schema_version(connection: sqlite3.Connection, what: object, *, newest: int
 def _replace_database(staged: Path, database: Path) -> Path | None:
     """Renames ``staged`` over ``database`` after keeping a copy; refuses when the database is open."""
     if not database.exists():
-        os.replace(staged, database)
-        os.chmod(database, PRIVATE_FILE_MODE)
-        fsync_directory(database.parent)
+        _move_into_place(staged, database)
         return None
+    previous = database.with_name(database.name + PRE_RESTORE_SUFFIX)
+    current = sqlite3.connect(database, timeout=0)
     try:
-        current = sqlite3.connect(database, timeout=0)
-    except sqlite3.Error as error:
-        raise SecurityException(f"{database}: cannot open the current database: {error}") from None
-    try:
-        # Leaving WAL mode needs the only connection: it fails while the engine (or anything) has
-        # the file open, and it folds a leftover WAL into the file so the copy below is complete.
-        mode = current.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-        if str(mode).lower() != "delete":
-            raise SecurityException(f"{database} is in use; stop the engine before restoring")
-        current.execute("BEGIN EXCLUSIVE")
-        previous = database.with_name(database.name + PRE_RESTORE_SUFFIX)
+        try:
+            # Leaving WAL mode needs the only connection: it fails while the engine (or anything)
+            # has the file open, and it folds a leftover WAL into the file so the copy is complete.
+            mode = current.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+            if str(mode).lower() != "delete":
+                raise SecurityException(f"{database} is in use; stop the engine before restoring")
+            current.execute("BEGIN EXCLUSIVE")
+        except sqlite3.OperationalError as error:
+            raise SecurityException(f"{database} is in use; stop the engine before restoring ({error})") from None
+        except sqlite3.DatabaseError:
+            # The current file is damaged (the usual reason to restore): nothing can hold it open
+            # as a database, so keep its bytes and replace it.
+            pass
         write_private_file(previous, database.read_bytes())
-        os.replace(staged, database)
-        os.chmod(database, PRIVATE_FILE_MODE)
-        for stale in (_sidecar(database, "-wal"), _sidecar(database, "-shm"), _sidecar(database, "-journal")):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        fsync_directory(database.parent)
+        _move_into_place(staged, database)
         return previous
-    except sqlite3.OperationalError as error:
-        raise SecurityException(f"{database} is in use; stop the engine before restoring ({error})") from None
     finally:
         with contextlib.suppress(sqlite3.Error):
             current.rollback()
         current.close()
+
+
+def _move_into_place(staged: Path, database: Path) -> None:
+    os.replace(staged, database)
+    os.chmod(database, PRIVATE_FILE_MODE)
+    # A WAL or journal left by the replaced file would be applied to the new one: remove them.
+    for stale in (_sidecar(database, "-wal"), _sidecar(database, "-shm"), _sidecar(database, "-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    fsync_directory(database.parent)
 
 
 def _sidecar(database: Path, suffix: str) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -267,3 +269,30 @@ def test_restore_refuses_a_damaged_backup(database: Path, tmp_path: Path) -> Non
 def test_read_backup_gives_a_sqlite_image(database: Path, tmp_path: Path) -> None:
     info = create_backup(database, tmp_path / "b.enc", PASSPHRASE, kdf=FAST_KDF)
     assert read_backup(info.path, PASSPHRASE).startswith(b"SQLite format 3\x00")
+
+
+def test_restore_replaces_a_damaged_database_and_keeps_its_bytes(database: Path, tmp_path: Path) -> None:
+    info = create_backup(database, tmp_path / "b.enc", PASSPHRASE, kdf=FAST_KDF)
+    database.write_bytes(b"this is no longer a database" * 100)
+    result = restore_backup(info.path, database, PASSPHRASE)
+    assert counts(database) == (10, 10)
+    assert result.previous_copy is not None
+    assert result.previous_copy.read_bytes().startswith(b"this is no longer a database")
+
+
+def test_restore_after_a_crash_keeps_the_unsaved_wal_in_the_previous_copy(database: Path, tmp_path: Path) -> None:
+    info = create_backup(database, tmp_path / "b.enc", PASSPHRASE, kdf=FAST_KDF)
+    crash = (
+        "import os, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode = WAL')\n"
+        "c.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "with c: c.execute(\"INSERT INTO pair_a VALUES (777, 'only in the wal')\")\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(database)], check=True)
+    assert database.with_name(database.name + "-wal").stat().st_size > 0
+    result = restore_backup(info.path, database, PASSPHRASE)
+    assert not database.with_name(database.name + "-wal").exists()
+    assert counts(database) == (10, 10)
+    assert result.previous_copy is not None
+    assert counts(result.previous_copy) == (11, 10)
