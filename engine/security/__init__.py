@@ -21,7 +21,7 @@ from engine.security.backup import BackupInfo, RestoreInfo, create_backup, read_
 from engine.security.crypto import PRODUCTION_KDF, KdfParams, WrongPassphraseError
 from engine.security.permissions import check_file_permissions, permission_problem, write_private_file
 from engine.security.redaction import SecretRedactionFilter, SecretRedactor, install_secret_redaction
-from engine.security.resolution import ResolvedSecrets, load_settings_with_secrets, resolve_secrets
+from engine.security.resolution import ResolvedSecrets, load_settings_with_secrets, resolve_secrets, secure_startup
 from engine.security.secrets_file import SecretsFile, default_secrets_path
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "read_backup",
     "resolve_secrets",
     "restore_backup",
+    "secure_startup",
     "verify_passphrase",
     "verify_rows",
     "write_private_file",

@@ -259,3 +259,40 @@ def _with_secrets(settings: Settings, values: Mapping[str, SecretStr]) -> Settin
         sections.setdefault(section, {})[key] = value
     update = {section: getattr(settings, section).model_copy(update=keys) for section, keys in sections.items()}
     return settings.model_copy(update=update)
+
+
+def secure_startup(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    live: bool | None = None,
+    secrets_file: SecretsFile | None = None,
+    passphrase_provider: PassphraseProvider | None = None,
+    keyring_lookup: KeyringLookup | None | Literal["default"] = "default",
+) -> ResolvedSecrets:
+    """The security steps of engine start-up, in order, as one call.
+
+    Loads settings with secrets (:func:`load_settings_with_secrets`), checks that the config and
+    secrets files are private (warn in paper, refuse in live), then masks every resolved secret in
+    all log records from now on.
+
+    Args:
+        live: whether this run trades real money (default: ``exchange.mode == "live"``).
+
+    Raises:
+        ConfigException: invalid settings.
+        SecurityException: a plain-text secret or a too-open file in live mode, or the secrets file
+            cannot be opened.
+    """
+    from engine.security.permissions import check_file_permissions
+    from engine.security.redaction import install_secret_redaction
+
+    file = secrets_file if secrets_file is not None else SecretsFile(default_secrets_path(config_path))
+    resolved = load_settings_with_secrets(
+        config_path, secrets_file=file, passphrase_provider=passphrase_provider, keyring_lookup=keyring_lookup
+    )
+    is_live = resolved.settings.exchange.mode == "live" if live is None else live
+    if is_live and resolved.settings.exchange.mode != "live":
+        _refuse_plain_text(_plain_text_names(_config_document(config_path)))
+    check_file_permissions([resolve_config_path(config_path), file.path], live=is_live)
+    install_secret_redaction(resolved.secret_values())
+    return resolved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from engine.config import load_settings
 from engine.errors import SecurityException
 from engine.security.crypto import KdfParams, WrongPassphraseError
-from engine.security.resolution import load_settings_with_secrets, resolve_secrets
+from engine.security.redaction import uninstall_secret_redaction
+from engine.security.resolution import load_settings_with_secrets, resolve_secrets, secure_startup
 from engine.security.secrets_file import SecretsFile
 
 FAST_KDF = KdfParams(n=2**4, r=8, p=1)
@@ -62,9 +64,7 @@ def test_secrets_file_fills_secrets_missing_from_env(tmp_path: Path, secrets_fil
     assert resolved.sources["exchange.api_key"] == "secrets_file"
 
 
-def test_env_beats_the_secrets_file(
-    tmp_path: Path, secrets_file: SecretsFile, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_env_beats_the_secrets_file(tmp_path: Path, secrets_file: SecretsFile, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADEBOT_EXCHANGE__API_KEY", ENV_KEY)
     config = write_config(tmp_path, "")
     resolved = resolve_secrets(
@@ -182,9 +182,7 @@ def test_plain_text_secret_is_refused_live_even_when_env_overrides_it(
         load_settings_with_secrets(config, secrets_file=SecretsFile(tmp_path / "none.enc"), keyring_lookup=None)
 
 
-def test_plain_text_secret_in_config_only_warns_in_paper_mode(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_plain_text_secret_in_config_only_warns_in_paper_mode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = write_config(tmp_path, f'[exchange]\napi_key = "{TOML_KEY}"\n')
     resolved = resolve_secrets(
         load_settings(config), config_path=config, secrets_file=SecretsFile(tmp_path / "none.enc")
@@ -195,9 +193,7 @@ def test_plain_text_secret_in_config_only_warns_in_paper_mode(
     assert resolved.warnings
 
 
-def test_secrets_file_beats_a_plain_text_config_secret_in_paper_mode(
-    tmp_path: Path, secrets_file: SecretsFile
-) -> None:
+def test_secrets_file_beats_a_plain_text_config_secret_in_paper_mode(tmp_path: Path, secrets_file: SecretsFile) -> None:
     config = write_config(tmp_path, f'[exchange]\napi_key = "{TOML_KEY}"\n')
     resolved = resolve_secrets(
         load_settings(config),
@@ -240,3 +236,39 @@ def test_secret_values_lists_every_resolved_secret(tmp_path: Path, secrets_file:
         keyring_lookup=no_keyring,
     )
     assert sorted(resolved.secret_values()) == sorted([FILE_KEY, FILE_SECRET])
+
+
+def test_secure_startup_refuses_live_with_a_config_readable_by_others(
+    tmp_path: Path, secrets_file: SecretsFile
+) -> None:
+    config = write_config(tmp_path, '[exchange]\nmode = "live"\n')
+    config.chmod(0o644)
+    secrets_file.path.chmod(0o600)
+    with pytest.raises(SecurityException, match="config.toml is accessible by group and other users"):
+        secure_startup(
+            config, secrets_file=secrets_file, passphrase_provider=lambda: PASSPHRASE, keyring_lookup=no_keyring
+        )
+
+
+def test_secure_startup_in_paper_mode_warns_and_installs_redaction(
+    tmp_path: Path, secrets_file: SecretsFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path, "")
+    config.chmod(0o644)
+    try:
+        resolved = secure_startup(
+            config, secrets_file=secrets_file, passphrase_provider=lambda: PASSPHRASE, keyring_lookup=no_keyring
+        )
+        logging.getLogger("engine.start").warning("loaded key %s", FILE_KEY)
+    finally:
+        uninstall_secret_redaction()
+    assert resolved.sources["exchange.api_key"] == "secrets_file"
+    assert "insecure file permissions" in caplog.text
+    assert FILE_KEY not in caplog.text
+
+
+def test_secure_startup_with_the_live_flag_refuses_plain_text_even_in_paper_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f'[exchange]\napi_key = "{TOML_KEY}"\n')
+    config.chmod(0o600)
+    with pytest.raises(SecurityException, match="plain-text secrets"):
+        secure_startup(config, live=True, secrets_file=SecretsFile(tmp_path / "none.enc"), keyring_lookup=None)
