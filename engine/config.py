@@ -49,6 +49,10 @@ class ExchangeConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, gt=0)
     retry_max_delay_s: float = Field(default=30.0, gt=0)
     starting_balance: float = Field(default=10_000.0, gt=0, description="paper account, quote currency")
+    base_url: str = Field(
+        default="",
+        description="exchange REST base URL override (tests' loopback fake, a self-hosted gateway); empty = Binance",
+    )
 
     @field_validator("symbols")
     @classmethod
