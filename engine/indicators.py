@@ -152,7 +152,7 @@ def linreg(source: Any, period: int) -> FloatArray:
     period = _check_period(period)
     source = _as_float(source)
     if period == 1:
-        return source.copy()
+        return np.array(source, dtype=np.float64)
     x = np.arange(period, dtype=np.float64)
     x_mean = x.mean()
     sxx = float(((x - x_mean) ** 2).sum())
@@ -176,8 +176,8 @@ def _rolling_extreme(source: FloatArray, period: int, ufunc: np.ufunc, pad: floa
     for column in range(1, period):
         ufunc(prefix[:, column - 1], grid[:, column], out=prefix[:, column])
         ufunc(suffix[:, period - column], grid[:, period - 1 - column], out=suffix[:, period - 1 - column])
-    prefix, suffix = prefix.reshape(-1), suffix.reshape(-1)
-    out[period - 1 :] = ufunc(suffix[: length - period + 1], prefix[period - 1 : length])
+    prefix_flat, suffix_flat = prefix.reshape(-1), suffix.reshape(-1)
+    out[period - 1 :] = ufunc(suffix_flat[: length - period + 1], prefix_flat[period - 1 : length])
     return out
 
 
@@ -265,8 +265,9 @@ def cci(source: Any, period: int = 20) -> FloatArray:
     source = _as_float(source)
     mean = sma(source, period)
     mean_deviation = _zero_flat(_window_deviations(source, period, mean, power=1), mean)
+    out = _nan(len(source))
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (source - mean) / (CCI_CONSTANT * mean_deviation)
+        np.divide(source - mean, CCI_CONSTANT * mean_deviation, out=out)
     out[mean_deviation == 0.0] = np.nan
     return out
 

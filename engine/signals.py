@@ -129,11 +129,11 @@ class SignalFrame:
 
     @property
     def exit_long(self) -> BoolArray:
-        return (self.exit_cause & _EXIT_LONG) != 0
+        return np.asarray((self.exit_cause & _EXIT_LONG) != 0, dtype=np.bool_)
 
     @property
     def exit_short(self) -> BoolArray:
-        return (self.exit_cause & _EXIT_SHORT) != 0
+        return np.asarray((self.exit_cause & _EXIT_SHORT) != 0, dtype=np.bool_)
 
     def signal_at(self, index: int) -> TradingSignal:
         """The signal of bar ``index`` (negative counts from the end) with its reasons."""
