@@ -89,7 +89,7 @@ class CcxtCandleFeed:
         retry_poll_s: float = 5.0,
         fetch_limit: int = DEFAULT_FETCH_LIMIT,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: RandomSource = random,  # type: ignore[assignment]
+        rng: RandomSource = random,
     ) -> None:
         if not symbols:
             raise ValueError("CcxtCandleFeed needs at least one symbol")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import ccxt
+import ccxt  # type: ignore[import-untyped]
 
 from engine.errors import ExchangeCallException, OrderNotFoundException
 from engine.execution.broker import Balance, OrderAck, StopReplaceError, make_client_order_id
@@ -94,7 +94,7 @@ class CcxtBroker:
         now_ms: Callable[[], int] = _wall_clock_ms,
         stop_limit_offset_ratio: float = DEFAULT_STOP_LIMIT_OFFSET_RATIO,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: RandomSource = random,  # type: ignore[assignment]
+        rng: RandomSource = random,
     ) -> None:
         self._client = client
         self._policy = policy
@@ -153,9 +153,10 @@ class CcxtBroker:
     ) -> OrderAck:
         async def send() -> dict[str, Any]:
             amount = self._amount(symbol, quantity)
-            return await self._client.create_order(
+            raw: dict[str, Any] = await self._client.create_order(
                 symbol, "market", side.value, amount, None, {"newClientOrderId": client_order_id}
             )
+            return raw
 
         operation = f"submit_market_order {symbol} {side.value} {client_order_id}"
         return await self._send_once(operation, client_order_id, symbol, send, lookup_first)
@@ -175,12 +176,15 @@ class CcxtBroker:
             stop = self._price(symbol, stop_price)
             params: dict[str, Any] = {"newClientOrderId": client_order_id, "stopLossPrice": stop}
             order_types = self._client.market(symbol)["info"].get("orderTypes") or []
+            raw: dict[str, Any]
             if "STOP_LOSS" in order_types:
-                return await self._client.create_order(symbol, "market", side.value, amount, None, params)
+                raw = await self._client.create_order(symbol, "market", side.value, amount, None, params)
+                return raw
             offset = -self._stop_limit_offset_ratio if side is Side.SELL else self._stop_limit_offset_ratio
             limit = self._price(symbol, stop * (1.0 + offset))
             params["timeInForce"] = "GTC"
-            return await self._client.create_order(symbol, "limit", side.value, amount, limit, params)
+            raw = await self._client.create_order(symbol, "limit", side.value, amount, limit, params)
+            return raw
 
         operation = f"place_stop_loss {symbol} {side.value} {client_order_id} at {stop_price:g}"
         return await self._send_once(operation, client_order_id, symbol, send, lookup_first)

@@ -17,8 +17,8 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-import ccxt
-import ccxt.async_support as ccxt_async
+import ccxt  # type: ignore[import-untyped]
+import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 
 _CCXT_WIRE_LOGGER = "ccxt.base.exchange"
 
@@ -41,7 +41,7 @@ def _silence_wire_dumps() -> None:
         wire_logger.addFilter(_WIRE_FILTER)
 
 
-class ThrottledError(ccxt.DDoSProtection):
+class ThrottledError(ccxt.DDoSProtection):  # type: ignore[misc]
     """Binance answered 429 (rate limit) or 418 (IP ban); ``retry_after_s`` is its Retry-After, if sent."""
 
     def __init__(self, message: str, retry_after_s: float | None) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import ccxt
+import ccxt  # type: ignore[import-untyped]
 
 from engine.errors import (
     ExchangeAuthException,
@@ -151,7 +151,7 @@ async def call_with_retry(
     on_error: Callable[[ExchangeCallException], None] | None = None,
     on_success: Callable[[], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    rng: RandomSource = random,  # type: ignore[assignment]
+    rng: RandomSource = random,
 ) -> T:
     """Awaits ``factory()`` until it succeeds, retrying transient exchange failures.
 
