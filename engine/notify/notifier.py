@@ -19,6 +19,12 @@ Tasks started by :meth:`TelegramNotifier.start`:
   left pending by a previous run are sent first.
 * daily report: at ``telegram.daily_report_utc`` of the injected clock's day, a report row.
 
+Wiring notes for the runtime: call ``start()`` before the engine publishes (the bus subscription
+begins at start), ``stop()`` before closing the store; the clock decides the daily report, so a
+replay clock yields a report per simulated day. Commands arrive as ``engine.submit(Halt|Resume|
+EmergencyExit(source="telegram:<chat id>"))``; their outcome should come back as events
+(``TradingStateChanged``, ``EmergencyExitStarted``/``Completed``), which are sent as alerts.
+
 The bot token never reaches a log line or an exception text: the HTTP client loggers (which
 print request URLs, and a Bot API URL contains the token) are set to WARNING, the token is
 registered with :func:`engine.security.redaction.install_secret_redaction`, and errors are
