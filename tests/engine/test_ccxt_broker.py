@@ -191,6 +191,28 @@ async def test_refused_replacement_puts_the_old_stop_back_and_says_so(rig: Rig) 
     assert [o.order.stop_price for o in open_stops] == [pytest.approx(49000)]
 
 
+async def test_replacement_and_restore_both_refused_reports_the_position_unprotected(rig: Rig) -> None:
+    await buy(rig, 0.1)
+    await rig.broker.place_stop_loss("stop-1", "BTC/USDT", Side.SELL, 0.0999, 49000)
+    # Both the new stop and the restore of the old level are refused.
+    rig.fake.inject("POST", "/api/v3/order", FaultKind.REJECT_FILTER, times=1)
+    rig.fake.inject("POST", "/api/v3/order", FaultKind.REJECT_INSUFFICIENT, times=1)
+
+    with pytest.raises(StopReplaceError) as raised:
+        await rig.broker.replace_stop_loss("stop-1", "stop-2", "BTC/USDT", Side.SELL, 0.0999, 49500)
+
+    assert raised.value.unprotected
+    assert await rig.broker.fetch_open_orders("BTC/USDT") == []
+
+
+async def test_replace_of_a_stop_that_never_existed_just_places_the_new_one(rig: Rig) -> None:
+    await buy(rig, 0.1)
+
+    new = await rig.broker.replace_stop_loss("stop-missing", "stop-2", "BTC/USDT", Side.SELL, 0.0999, 49500)
+
+    assert new.status is OrderStatus.OPEN and new.client_order_id == "stop-2"
+
+
 async def test_resubmit_after_a_lost_reply_finds_the_order_instead_of_placing_another(rig: Rig) -> None:
     rig.fake.inject(*ORDER, Fault(FaultKind.TIMEOUT_AFTER_PROCESSING, hang_s=2.0))
 
