@@ -84,7 +84,7 @@ class DecisionCore:
         take_profit_atr_multiple: float = 0.0,
     ) -> None:
         self.risk = DynamicRiskManager(risk_config)
-        self.limits = AccountLimits(risk_config)
+        self.limits: AccountLimits = self.risk.limits  # one tracker: sizing refuses while it is halted
         self.breaker = CircuitBreaker(breaker_config)
         self.portfolio = portfolio
         self.market_limits: dict[str, MarketLimits] = dict(market_limits or {})
@@ -94,6 +94,15 @@ class DecisionCore:
         self.last_limit_check: LimitCheck | None = None
         # The volatility breaker is only fed while alarmed or not closed: calm bars cost nothing.
         self._watch_volatility = False
+
+    @property
+    def idle(self) -> bool:
+        """No position, no pending order and no breaker watching volatility.
+
+        While idle, a bar without an entry signal and without a volatility alarm changes nothing, so a
+        driver may skip it (the backtester does; results are identical).
+        """
+        return not self.portfolio.positions and not self.pending and not self._watch_volatility
 
     # ------------------------------------------------------------------------------------------ helpers
     def limits_for(self, symbol: str) -> MarketLimits:

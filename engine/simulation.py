@@ -112,6 +112,11 @@ class SimulatedAccount:
     def has_pending(self) -> bool:
         return any(self._pending.values())
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and the core idle: see :attr:`DecisionCore.idle`."""
+        return not self._pending and self.core.idle
+
     # -------------------------------------------------------------------------------------------- bars
     def process_bar(self, prepared: PreparedSymbol, index: int) -> None:
         """Run steps 1-4 of the module docstring for closed bar ``index`` of ``prepared``."""
