@@ -52,3 +52,16 @@ def test_rejected_import_exits_1_naming_file_row_and_rule(tmp_path: Path, capsys
     (tmp_path / "bad.csv").write_text(GOOD_CSV.replace("105,106,100,101", "105,106,100,-101"))
     assert main(["data", "import", "bad.csv", "--symbol", "BTC/USDT", "--timeframe", "1h"]) == 1
     assert capsys.readouterr().err.strip().startswith("error: bad.csv, row 3: non_positive_price (")
+
+
+def test_live_mode_without_the_live_flag_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "live.toml").write_text('[exchange]\nmode = "live"\n')
+    (tmp_path / "live.toml").chmod(0o600)
+    monkeypatch.setenv("TRADEBOT_EXCHANGE__API_KEY", "dummy-key-for-cli-test")
+    monkeypatch.setenv("TRADEBOT_EXCHANGE__API_SECRET", "dummy-secret-for-cli-test")
+    assert main(["--config", "live.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "--live was not given" in err
+    assert "dummy-key-for-cli-test" not in err and "dummy-secret-for-cli-test" not in err

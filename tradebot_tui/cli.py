@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in the mode config.toml sets (paper trading on bundled candles by default).",
     )
     parser.add_argument("--config", metavar="FILE", help="settings file (default: $TRADEBOT_CONFIG or ./config.toml)")
+    parser.add_argument(
+        "--live", action="store_true", help="allow live trading (also needs exchange.mode = \"live\" and API keys)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for module in COMMAND_MODULES:
         module.register(subparsers)
@@ -39,14 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-    except ConfigException as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return EXIT_USAGE
     handler: Handler | None = getattr(args, "handler", None)
     try:
+        settings = load_command_settings(args)
         if handler is None:
             return run_console(settings)
         return handler(args, settings)
@@ -59,6 +57,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+
+
+def load_command_settings(args: argparse.Namespace) -> Settings:
+    """Settings as the chosen command needs them (``settings_mode`` set by its parser).
+
+    ``secure`` (the console, ``run``): secrets from env, the encrypted file or the keyring, file permission
+    checks and log redaction, and live mode only with ``--live``. ``plain``: the settings alone, falling back to
+    the secrets file when live mode's keys live only there. ``none``: the command reads no settings.
+    """
+    from engine.security.resolution import load_settings_with_secrets, secure_startup
+
+    mode = getattr(args, "settings_mode", None) or ("secure" if getattr(args, "handler", None) is None else "plain")
+    if mode == "none":
+        return None  # type: ignore[return-value]
+    if mode == "secure":
+        live_flag = bool(getattr(args, "live", False))
+        settings = secure_startup(args.config, live=live_flag or None).settings
+        if settings.exchange.mode == "live" and not live_flag:
+            raise ConfigException(
+                ["exchange.mode is 'live' but --live was not given: live trading needs both (nothing was started)"]
+            )
+        return settings
+    try:
+        return load_settings(args.config)
+    except ConfigException:
+        return load_settings_with_secrets(args.config).settings
 
 
 def run_console(settings: Settings) -> int:

@@ -35,23 +35,23 @@ def register(subparsers: Any) -> None:
     )
     setter.add_argument("name", choices=sorted(SETTABLE_SECRET_NAMES), metavar="NAME")
     _add_file_option(setter)
-    setter.set_defaults(handler=handle_set)
+    setter.set_defaults(handler=handle_set, settings_mode="none")
 
     lister = actions.add_parser("list", help="list the names of stored secrets (never their values)")
     _add_file_option(lister)
-    lister.set_defaults(handler=handle_list)
+    lister.set_defaults(handler=handle_list, settings_mode="none")
 
     remover = actions.add_parser("remove", help="delete one stored secret")
     remover.add_argument("name", metavar="NAME")
     _add_file_option(remover)
-    remover.set_defaults(handler=handle_remove)
+    remover.set_defaults(handler=handle_remove, settings_mode="none")
 
     risk = actions.add_parser(
         "set-risk-passphrase",
         help=f"set the passphrase that authorises runtime risk changes (or ${RISK_PASSPHRASE_ENV})",
     )
     _add_file_option(risk)
-    risk.set_defaults(handler=handle_set_risk_passphrase)
+    risk.set_defaults(handler=handle_set_risk_passphrase, settings_mode="none")
 
 
 def _add_file_option(parser: argparse.ArgumentParser) -> None:
