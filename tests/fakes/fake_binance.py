@@ -25,13 +25,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.fakes.binance_state import (
-    INSUFFICIENT_BALANCE,
-    ExchangeRejection,
-    FakeMarket,
-    FakeSpotExchange,
-    fmt,
-)
+from tests.fakes.binance_shapes import INSUFFICIENT_BALANCE, ExchangeRejection, FakeMarket, fmt
+from tests.fakes.binance_state import FakeSpotExchange
 
 SIGNED_PATHS = frozenset({"/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"})
 
