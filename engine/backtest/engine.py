@@ -138,8 +138,9 @@ class BacktestEngine:
             raise BacktestException(f"no data for {', '.join(unknown)}; have {', '.join(self.data)}")
         parameters = self.parameters.with_overrides(overrides) if overrides else self.parameters
         prepared = [self.prepare(symbol, end_ms, parameters) for symbol in chosen]
-        return self.simulate(prepared, start_ms, parameters, progress=progress, cancel=cancel,
-                             skip_idle_bars=skip_idle_bars)
+        return self.simulate(
+            prepared, start_ms, parameters, progress=progress, cancel=cancel, skip_idle_bars=skip_idle_bars
+        )
 
     def simulate(
         self,
@@ -158,7 +159,10 @@ class BacktestEngine:
             breaker = breaker.model_copy(update={"latching": []})
         capital = self.backtest_config.initial_capital
         core = DecisionCore(
-            parameters.risk, breaker, Portfolio(capital), self.market_limits,
+            parameters.risk,
+            breaker,
+            Portfolio(capital),
+            self.market_limits,
             take_profit_atr_multiple=parameters.strategy.take_profit_atr_multiple,
         )
         fill_model = FillModel.from_config(self.backtest_config)
@@ -173,7 +177,8 @@ class BacktestEngine:
         if core.portfolio.positions:
             prices = {
                 item.symbol: float(item.candles.close[output.last_bar[k]])
-                for k, item in enumerate(prepared) if k in output.last_bar
+                for k, item in enumerate(prepared)
+                if k in output.last_bar
             }
             sim.close_all_at(prices, end_ms)
             output.equity[-1] = core.portfolio.equity()
@@ -188,9 +193,14 @@ class BacktestEngine:
             "breaker_latching": list(breaker.latching),
             "end_of_data": "open positions closed at the last bar's close minus slippage",
             "market_limits": {
-                s: {"lot_step": m.lot_step, "tick_size": m.tick_size, "min_qty": m.min_qty,
-                    "min_notional": m.min_notional}
-                for s, m in sorted(self.market_limits.items()) if s in {p.symbol for p in prepared}
+                s: {
+                    "lot_step": m.lot_step,
+                    "tick_size": m.tick_size,
+                    "min_qty": m.min_qty,
+                    "min_notional": m.min_notional,
+                }
+                for s, m in sorted(self.market_limits.items())
+                if s in {p.symbol for p in prepared}
             },
             "initial_capital": capital,
         }
@@ -210,3 +220,54 @@ class BacktestEngine:
             event_counts=dict(sorted(Counter(e.kind for e in sim.log.events).items())),
             rejected_orders=sim.log.rejected_orders,
         )
+
+    # ------------------------------------------------------------------------------ optimise, report, compare
+    def optimize_parameters(self, space: Mapping[str, Any], **options: Any) -> Any:
+        """Grid/random search with an out-of-sample walk-forward split; see :func:`engine.backtest.optimize.optimize`.
+
+        Returns:
+            ``OptimizationReport`` (ranked rows, in- and out-of-sample metrics side by side).
+        """
+        from engine.backtest.optimize import optimize
+
+        return optimize(self, space, **options)
+
+    def generate_report(self, result: BacktestResult, path: str | None = None, title: str = "Backtest report") -> str:
+        """The self-contained HTML report of ``result``; also written to ``path`` when given."""
+        from engine.backtest.report import render_report
+
+        text = render_report(result, self.data, title)
+        if path is not None:
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def compare_strategies(
+        self,
+        variants: Mapping[str, Mapping[str, Any] | StrategyParams],
+        start: TimeLike = None,
+        end: TimeLike = None,
+        symbols: Sequence[str] | None = None,
+    ) -> dict[str, BacktestResult]:
+        """Run several parameter variants on the same data and window (named overrides or whole params).
+
+        Use :func:`engine.backtest.report.compare_table` on ``{name: result.metrics_dict()}`` to show them.
+        """
+        results: dict[str, BacktestResult] = {}
+        for name, variant in variants.items():
+            if isinstance(variant, StrategyParams):
+                other = BacktestEngine(
+                    self.data,
+                    variant,
+                    risk=self.parameters.risk,
+                    breaker=self.parameters.breaker,
+                    backtest=self.backtest_config,
+                    market_limits=self.market_limits,
+                    unattended=self.unattended,
+                )
+                results[name] = other.run_backtest(start, end, symbols)
+            else:
+                results[name] = self.run_backtest(start, end, symbols, overrides=variant)
+        return results

@@ -142,8 +142,19 @@ class BacktestResult:
         folder.mkdir(parents=True, exist_ok=True)
         trades_path = folder / "trades.csv"
         columns = [
-            "symbol", "side", "quantity", "entry_time", "exit_time", "entry_time_ms", "exit_time_ms",
-            "entry_price", "exit_price", "fees", "pnl", "exit_kind", "stop_and_target_in_one_bar",
+            "symbol",
+            "side",
+            "quantity",
+            "entry_time",
+            "exit_time",
+            "entry_time_ms",
+            "exit_time_ms",
+            "entry_price",
+            "exit_price",
+            "fees",
+            "pnl",
+            "exit_kind",
+            "stop_and_target_in_one_bar",
         ]
         with trades_path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
