@@ -1,50 +1,331 @@
-"""Provides the console application and ``create_app``, the one factory main() and tests use."""
+"""Provides the console application and ``create_app``, the one factory main() and the tests use.
+
+The app renders engine snapshots and sends commands; it never computes trading values and
+never changes what it shows about the engine until the engine reports it. The engine runs
+as an async worker on the app's loop (``group="engine"``); snapshots arrive through a
+throttled feed (:mod:`tradebot_tui.feed`), at most ``settings.ui.max_redraws_per_second``.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+import asyncio
+import logging
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer
+from textual.worker import Worker, WorkerState
+
+from engine.bus import EngineHandle, Subscription
+from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
 from engine.config import Settings
+from engine.models import Position, TradingState
+from engine.snapshot import EngineSnapshot
+from tradebot_tui.backtest_runner import BacktestRunner, run_backtest
+from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots
+from tradebot_tui.hangup import TerminalLossGuard
+from tradebot_tui.screens.backtest import BacktestScreen
+from tradebot_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
+from tradebot_tui.screens.help import HelpScreen
+from tradebot_tui.widgets.account import DrawdownPane, PnlPane
+from tradebot_tui.widgets.events import EventLog, EventTicker
+from tradebot_tui.widgets.status import StatusBar
+from tradebot_tui.widgets.tables import BreakersTable, PositionsTable, SignalsTable
+
+logger = logging.getLogger(__name__)
+
+EMERGENCY_WORD = "EXIT"
+ENGINE_STOP_TIMEOUT_S = 10.0
+SUBSCRIPTION_NAME = "console"
+COMMAND_SOURCE = "console"
+
+
+@runtime_checkable
+class RunnableEngine(EngineHandle, Protocol):
+    """An engine the console can also start and stop (``engine.runtime.TradingEngine``)."""
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def quit_consequence(mode: str, positions: tuple[Position, ...]) -> str:
+    """What quitting does to open positions, in the words the quit dialog shows."""
+    listed = ", ".join(f"{p.symbol} {p.side.value}" for p in positions)
+    if mode == "live":
+        return (
+            f"{len(positions)} position(s) open: {listed}.\n"
+            "They stay open on the exchange, protected by their exchange-side stop orders, but trailing "
+            "stops stop moving and no exit signal is acted on until the engine runs again. "
+            "For unattended trading use tmux or `tradebot run --headless`."
+        )
+    return (
+        f"{len(positions)} paper position(s) open: {listed}.\n"
+        "Paper positions live only in this session: they are simply abandoned when it ends "
+        "(no order is sent anywhere)."
+    )
 
 
 class TradebotApp(App[int]):
-    """The tradebot console."""
+    """The tradebot console: live panes over one engine, and keys that send it commands."""
 
     TITLE = "tradebot"
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    CSS_PATH = "tradebot.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("h", "halt", "Halt"),
+        Binding("r", "resume", "Resume"),
+        Binding("x", "emergency_exit", "Emergency exit"),
+        Binding("c", "close_position", "Close"),
+        Binding("b", "backtest", "Backtest"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
 
-    def __init__(self, settings: Settings) -> None:
+    snapshot: reactive[EngineSnapshot | None] = reactive(None, bindings=True)
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: EngineHandle | None,
+        *,
+        run_engine: bool = False,
+        engine_problem: str = "",
+        backtest_runner: BacktestRunner = run_backtest,
+    ) -> None:
         super().__init__()
         self.settings = settings
+        self.engine = engine
+        self.run_engine = run_engine
+        self.engine_problem = engine_problem
+        self.backtest_runner = backtest_runner
+        self.submitted: list[Command] = []  # what this console asked for, newest last (for the log and tests)
+        self.engine_worker: Worker[None] | None = None
+        self.feed_worker: Worker[None] | None = None
+        self.subscription: Subscription | None = None
+        self.hangup_guard = TerminalLossGuard(self)
+        self._log_seeded = False
+        self._shutting_down = False
 
+    # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(self._mode_line(), id="mode")
-        yield DataTable(id="markets", cursor_type="row")
+        exchange = self.settings.exchange
+        yield StatusBar(exchange.mode, exchange.name, id="status")
+        with Container(id="dashboard"):
+            yield PnlPane(id="pnl", classes="pane")
+            yield DrawdownPane(self.settings.risk.warning_threshold_ratio, id="drawdown", classes="pane")
+            yield PositionsTable(id="positions", classes="pane")
+            yield SignalsTable(self.settings.mtf.timeframes, id="signals", classes="pane")
+            yield BreakersTable(id="breakers", classes="pane")
+            yield EventLog(id="events", classes="pane")
+        yield EventTicker("", id="ticker")
         yield Footer()
 
-    def _mode_line(self) -> str:
-        exchange = self.settings.exchange
-        return f"{exchange.mode.upper()} | {exchange.name} | feed: {exchange.feed} | {exchange.base_timeframe}"
-
     def on_mount(self) -> None:
-        from engine.data.sample import load_sample
+        self.query_one(PositionsTable).focus()
+        if self.engine_problem:
+            self.query_one(StatusBar).set_engine_note(self.engine_problem)
+        if self.engine is None:
+            return
+        self.subscription = self.engine.bus.subscribe(SUBSCRIPTION_NAME)
+        if self.run_engine and isinstance(self.engine, RunnableEngine):
+            self.engine_worker = self.run_worker(self.engine.run(), name="engine", group="engine", exit_on_error=False)
+        self.feed_worker = self.run_worker(
+            pump_snapshots(self.subscription, self.post_message, self.settings.ui.max_redraws_per_second),
+            name="snapshot-feed",
+            group="feed",
+            exit_on_error=False,
+        )
+        if not self.is_headless:
+            self.hangup_guard.install()
 
-        table = self.query_one("#markets", DataTable)
-        table.add_columns("symbol", "timeframe", "candles", "last close")
-        for symbol in self.settings.exchange.symbols:
+    def on_unmount(self) -> None:
+        self.hangup_guard.uninstall()
+        if self.subscription is not None:
+            self.subscription.close()
+
+    # ------------------------------------------------------------------ snapshots and events
+    def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        self.apply_snapshot(message.snapshot)
+
+    def apply_snapshot(self, snapshot: EngineSnapshot) -> None:
+        """Hand one snapshot to every pane in a single batch (one redraw)."""
+        if self.hangup_guard.detached:
+            return  # nobody is looking; skip rendering work
+        with self.batch_update():
+            self.snapshot = snapshot
+            self.query_one(StatusBar).snapshot = snapshot
+            self.query_one(PnlPane).snapshot = snapshot
+            self.query_one(DrawdownPane).snapshot = snapshot
+            self.query_one(PositionsTable).snapshot = snapshot
+            self.query_one(SignalsTable).snapshot = snapshot
+            self.query_one(BreakersTable).snapshot = snapshot
+            if not self._log_seeded:
+                self._log_seeded = True
+                self.show_events(list(snapshot.recent_events))
+
+    def on_events_arrived(self, message: EventsArrived) -> None:
+        self._log_seeded = True  # live events from here on; the snapshot's history would duplicate them
+        self.show_events(message.events)
+
+    def show_events(self, events: list[Any]) -> None:
+        if not events:
+            return
+        self.query_one(EventLog).add_events(events)
+        self.query_one(EventTicker).show(events[-1])
+
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        if isinstance(message.data_table, PositionsTable):
+            self.refresh_bindings()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self.engine_worker:
+            return
+        if event.state is WorkerState.ERROR:
+            logger.error("engine stopped with an error", exc_info=event.worker.error)
+            self.query_one(StatusBar).set_engine_note(f"engine failed: {event.worker.error}")
+            self.notify(f"The engine stopped: {event.worker.error}", severity="error", timeout=30)
+        elif event.state is WorkerState.SUCCESS and not self._shutting_down:
+            self.query_one(StatusBar).set_engine_note("engine stopped")
+
+    # ------------------------------------------------------------------ key availability
+    def selected_position(self) -> Position | None:
+        return self.query_one(PositionsTable).selected_position()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Dim keys that do not apply right now (None = shown dimmed)."""
+        on_dashboard = len(self.screen_stack) == 1
+        engine_commands = {"halt", "resume", "emergency_exit", "close_position"}
+        if action in engine_commands and self.engine is None:
+            return None
+        state = self.snapshot.trading_state if self.snapshot else None
+        if action == "halt":
+            return True if state is not TradingState.HALTED else None
+        if action == "resume":
+            return True if state is not None and state is not TradingState.ACTIVE else None
+        if action == "close_position":
+            return True if on_dashboard and self.selected_position() is not None else None
+        if action == "backtest":
+            return True if on_dashboard else None
+        return True
+
+    # ------------------------------------------------------------------ commands
+    async def submit(self, command: Command) -> None:
+        """Send one command to the engine; its outcome arrives as events and snapshots."""
+        if self.engine is None:
+            self.notify("No engine is running.", severity="error")
+            return
+        self.submitted.append(command)
+        logger.info("console command: %s", command)
+        await self.engine.submit(command)
+
+    async def action_halt(self) -> None:
+        await self.submit(Halt(source=COMMAND_SOURCE, reason="halted from the console"))
+        self.notify("Halt sent: no new entries once the engine confirms.", title="halt")
+
+    async def action_resume(self) -> None:
+        await self.submit(Resume(source=COMMAND_SOURCE))
+        self.notify("Resume sent.", title="resume")
+
+    def action_emergency_exit(self) -> None:
+        count = len(self.snapshot.positions) if self.snapshot else 0
+        body = (
+            f"Cancel every open order, close all {count} position(s) at market, then halt trading.\n"
+            "This cannot be undone."
+        )
+
+        async def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                await self.submit(EmergencyExit(source=COMMAND_SOURCE, reason="emergency exit from the console"))
+                self.notify("Emergency exit sent.", title="emergency exit", severity="warning")
+            else:
+                self.notify("Emergency exit cancelled; nothing was sent.")
+
+        self.push_screen(TypedConfirmScreen("EMERGENCY EXIT", body, EMERGENCY_WORD), answered)
+
+    def action_close_position(self) -> None:
+        position = self.selected_position()
+        if position is None:
+            return
+        body = (
+            f"Close {position.symbol} {position.side.value} {position.quantity:g} at market "
+            f"(unrealised {position.unrealized_pnl:+,.2f})?"
+        )
+
+        async def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                await self.submit(ClosePosition(source=COMMAND_SOURCE, symbol=position.symbol))
+                self.notify(f"Close {position.symbol} sent.", title="close")
+
+        self.push_screen(ConfirmScreen(f"Close {position.symbol}?", body, yes_label="Close"), answered)
+
+    def action_backtest(self) -> None:
+        if not self.is_screen_installed("backtest"):
+            self.install_screen(BacktestScreen(self.settings, self.backtest_runner), "backtest")
+        self.push_screen("backtest")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        positions = self.snapshot.positions if self.snapshot else ()
+        if not positions:
+            await self.shutdown()
+            return
+        mode = self.snapshot.mode if self.snapshot else self.settings.exchange.mode
+
+        async def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                await self.shutdown()
+
+        self.push_screen(
+            ConfirmScreen("Quit with open positions?", quit_consequence(mode, positions), yes_label="Quit"), answered
+        )
+
+    async def shutdown(self, return_code: int = 0) -> None:
+        """Stop the engine this console runs (waiting at most ENGINE_STOP_TIMEOUT_S), then exit."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        if self.run_engine and isinstance(self.engine, RunnableEngine):
             try:
-                candles = load_sample(symbol, self.settings.exchange.base_timeframe)
-            except Exception as exc:  # a missing sample is shown, not fatal
-                table.add_row(symbol, self.settings.exchange.base_timeframe, "-", f"unavailable: {exc}")
-                continue
-            table.add_row(symbol, candles.timeframe, str(len(candles)), f"{candles.close[-1]:,.2f}")
+                await asyncio.wait_for(self.engine.stop(), ENGINE_STOP_TIMEOUT_S)
+            except Exception:  # quitting must still work when the engine cannot stop cleanly
+                logger.exception("engine did not stop cleanly")
+        self.exit(return_code)
 
-    def action_quit(self) -> None:
-        self.exit(0)
+    def panic(self, *renderables: Any) -> None:
+        """Textual's fatal-error exit, except when the terminal is gone: then log and keep the engine running."""
+        if self.hangup_guard.detached:
+            logger.error("console error after the terminal was lost (ignored): %s", renderables)
+            return
+        super().panic(*renderables)
 
 
-def create_app(settings: Settings) -> TradebotApp:
-    return TradebotApp(settings)
+def create_app(
+    settings: Settings,
+    engine: EngineHandle | None = None,
+    *,
+    backtest_runner: BacktestRunner = run_backtest,
+) -> TradebotApp:
+    """Build the console.
+
+    Args:
+        settings: tradebot settings.
+        engine: a running engine handle to attach to; None builds the real engine with
+            ``engine.runtime.build_engine(settings)`` and runs it as the app's ``engine`` worker.
+        backtest_runner: what the backtest screen calls (in a thread) to run one backtest.
+    """
+    if engine is not None:
+        return TradebotApp(settings, engine, backtest_runner=backtest_runner)
+    try:
+        from engine.runtime import build_engine
+    except ImportError as exc:
+        logger.error("engine runtime unavailable: %s", exc)
+        return TradebotApp(settings, None, engine_problem=f"engine unavailable: {exc}", backtest_runner=backtest_runner)
+    return TradebotApp(settings, build_engine(settings), run_engine=True, backtest_runner=backtest_runner)

@@ -1,0 +1,55 @@
+"""Provides the help screen: every key and what it does, and what happens to positions on quit."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP_TEXT = """\
+# tradebot console keys
+
+| key | action |
+|---|---|
+| `h` | **halt**: no new entries; open positions keep their stops |
+| `r` | **resume** new entries (a latched breaker still needs its own reset) |
+| `x` | **emergency exit**: cancel every order, close every position at market, halt (type EXIT to confirm) |
+| `c` | **close** the position under the cursor at market (asks first) |
+| `b` | **backtest** screen (runs in the background; `h` and `x` keep working) |
+| `?` | this help |
+| `q` | **quit** (asks first when positions are open) |
+| `tab` | move between panes; arrows move the cursor |
+
+The header shows the mode (PAPER or LIVE), the exchange, feed health, the trading state
+(ACTIVE, REDUCING = exits only, HALTED) and the engine's state. A new trading state is shown
+only when the engine reports it.
+
+**Quitting with open positions.** In paper mode positions live only in this session (they stay
+in the database and are restored on the next start). In live mode the positions stay open on the
+exchange, protected by their exchange-side stop orders, but trailing stops stop moving until the
+engine runs again. For unattended trading run the engine under tmux or headless
+(`tradebot run --headless`); see the README.
+
+Press escape or `?` to close.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Key reference."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 90; max-width: 95%; height: 90%; border: thick $primary; background: $surface;
+    }
+    """
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(HELP_TEXT)
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)
