@@ -92,6 +92,9 @@ class DecisionCore:
         self.trading_state = TradingState.ACTIVE
         self.pending: set[str] = set()  # symbols with an order decided but not yet filled or rejected
         self.last_limit_check: LimitCheck | None = None
+        # True while the HALTED state comes only from a loss limit (a daily-loss halt lifts by itself at the
+        # day boundary; a halt by a person or an emergency exit does not).
+        self._halted_by_limit = False
         # The volatility breaker is only fed while alarmed or not closed: calm bars cost nothing.
         self._watch_volatility = False
 
@@ -144,10 +147,21 @@ class DecisionCore:
             decisions = self._manage_position(prepared, index, now_ms)
             return Outcome(decisions, events) if decisions or events else NOTHING
         direction = prepared.entry_direction[index]
+        if direction != 0 and self._halted_by_limit:
+            events += self._lift_expired_limit_halt(now_ms)
         if direction == 0 or self.trading_state is not TradingState.ACTIVE:
             return Outcome((), events) if events else NOTHING
         entry, entry_events = self._entry(prepared, index, int(direction), now_ms)
         return Outcome((entry,) if entry else (), events + entry_events)
+
+    def _lift_expired_limit_halt(self, now_ms: int) -> tuple[Event, ...]:
+        """While flat, a daily-loss halt is only re-checked when an entry signal comes (O(1) otherwise)."""
+        check = self.limits.check(self.portfolio.equity(), now_ms)
+        self.last_limit_check = check
+        if self.limits.halted:
+            return check.events
+        self._halted_by_limit = False
+        return check.events + self._state_event(TradingState.ACTIVE, now_ms, "loss limit halt lifted")
 
     def _manage_position(self, prepared: PreparedSymbol, index: int, now_ms: int) -> tuple[Decision, ...]:
         symbol = prepared.symbol
@@ -247,6 +261,8 @@ class DecisionCore:
         events = check.events
         if not check.must_close_all:
             return Outcome((), events) if events else NOTHING
+        if self.trading_state is not TradingState.HALTED:
+            self._halted_by_limit = True
         events += self._state_event(TradingState.HALTED, now_ms, "; ".join(check.reasons) or "risk limit breached")
         return Outcome(self._close_all(now_ms, "risk limit: " + "; ".join(check.reasons)), events)
 
@@ -273,6 +289,7 @@ class DecisionCore:
 
     # --------------------------------------------------------------------------------------- commands
     def halt(self, now_ms: int, reason: str) -> Outcome:
+        self._halted_by_limit = False
         return Outcome((), self._state_event(TradingState.HALTED, now_ms, reason))
 
     def resume(self, now_ms: int) -> Outcome:
@@ -280,6 +297,7 @@ class DecisionCore:
         events: tuple[Event, ...] = ()
         if self.limits.halted:
             events += self.limits.manual_resume(self.portfolio.equity(), now_ms)
+        self._halted_by_limit = False
         events += self._state_event(TradingState.ACTIVE, now_ms, "resumed")
         return Outcome((), events)
 
@@ -288,6 +306,7 @@ class DecisionCore:
         instruction = self.breaker.trigger_emergency_exit(reason, now_ms)
         if instruction.status != "started":
             return NOTHING
+        self._halted_by_limit = False
         events = instruction.events + self._state_event(TradingState.HALTED, now_ms, f"emergency exit: {reason}")
         return Outcome(self._close_all(now_ms, f"emergency exit: {reason}"), events)
 
@@ -301,12 +320,14 @@ class DecisionCore:
     def to_state(self) -> dict[str, Any]:
         return {
             "trading_state": self.trading_state.value,
+            "halted_by_limit": self._halted_by_limit,
             "limits": self.limits.to_state(),
             "breaker": self.breaker.to_state(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.trading_state = TradingState(state.get("trading_state", TradingState.ACTIVE.value))
+        self._halted_by_limit = bool(state.get("halted_by_limit", False))
         if state.get("limits"):
             self.limits.restore(state["limits"])
         if state.get("breaker"):
