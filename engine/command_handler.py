@@ -1,0 +1,161 @@
+"""Provides CommandHandler: turns console/Telegram commands into DecisionCore calls and executed decisions.
+
+Commands are processed one at a time by the runtime. Every command yields a ``CommandAccepted`` or
+``CommandRejected`` event (plus whatever the command itself caused: trading-state changes, breaker
+resets, exits), and is appended to the audit log when one is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
+from engine.config import BreakerConfig, RiskConfig
+from engine.decision import Decision, DecisionCore, Outcome
+from engine.errors import CircuitBreakerException
+from engine.models import Event
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    async def execute(self, decisions: tuple[Decision, ...]) -> None: ...
+
+    async def cancel_open_orders(self) -> int: ...
+
+
+class Auditor(Protocol):
+    async def append(self, actor: str, action: str, detail: Any, now_ms: int) -> Any: ...
+
+
+class CommandRefused(Exception):
+    """A command that cannot be carried out now (the reason is shown to whoever sent it)."""
+
+
+def _command_detail(command: Command) -> dict[str, Any]:
+    return {k: v for k, v in asdict(command).items() if k != "source"}
+
+
+class CommandHandler:
+    """Executes commands against the core and the execution back-end.
+
+    Args:
+        core: the decision path.
+        execution: where decisions go (paper account or live order manager).
+        emit: publishes an event (bus, store, recent events).
+        audit: optional audit log (``engine.security.audit.AuditLog``).
+    """
+
+    def __init__(
+        self,
+        core: DecisionCore,
+        execution: Executor,
+        emit: Callable[[Event], None],
+        audit: Auditor | None = None,
+    ) -> None:
+        self.core = core
+        self.execution = execution
+        self.emit = emit
+        self.audit = audit
+        self._handlers: dict[type[Command], Callable[[Any, int], Awaitable[str]]] = {
+            Halt: self._halt,
+            Resume: self._resume,
+            EmergencyExit: self._emergency_exit,
+            ClosePosition: self._close_position,
+            ResumeBreaker: self._resume_breaker,
+            SetRiskLimit: self._set_risk_limit,
+        }
+
+    async def handle(self, command: Command, now_ms: int) -> bool:
+        """Carry out one command; returns whether it was accepted."""
+        name = type(command).__name__
+        detail = _command_detail(command)
+        handler = self._handlers.get(type(command))
+        try:
+            if handler is None:
+                raise CommandRefused(f"unknown command {name}")
+            outcome = await handler(command, now_ms)
+        except CommandRefused as refused:
+            accepted, message = False, str(refused)
+        else:
+            accepted, message = True, outcome
+        kind = "CommandAccepted" if accepted else "CommandRejected"
+        self.emit(Event(kind, now_ms, f"{name} from {command.source}: {message}",
+                        {"command": name, "source": command.source, "detail": detail, "outcome": message},
+                        "info" if accepted else "warning"))
+        if self.audit is not None:
+            try:
+                await self.audit.append(command.source, f"command.{name}",
+                                        {**detail, "accepted": accepted, "outcome": message}, now_ms)
+            except Exception:
+                log.exception("audit append failed for %s", name)
+        return accepted
+
+    def _emit_outcome(self, outcome: Outcome) -> None:
+        for event in outcome.events:
+            self.emit(event)
+
+    async def _halt(self, command: Halt, now_ms: int) -> str:
+        self._emit_outcome(self.core.halt(now_ms, command.reason))
+        return "trading halted; open positions keep their stops"
+
+    async def _resume(self, command: Resume, now_ms: int) -> str:
+        self._emit_outcome(self.core.resume(now_ms))
+        permission = self.core.breaker.allows_entry(now_ms)
+        if not permission.allowed:
+            return "trading state active, but entries stay blocked: " + "; ".join(permission.reasons)
+        return "trading resumed"
+
+    async def _emergency_exit(self, command: EmergencyExit, now_ms: int) -> str:
+        outcome = self.core.emergency_exit(now_ms, command.reason)
+        if not outcome.events and not outcome.decisions:
+            return f"emergency exit already {self.core.breaker.emergency_phase}; nothing new to do"
+        self._emit_outcome(outcome)
+        cancelled = await self.execution.cancel_open_orders()
+        await self.execution.execute(outcome.decisions)
+        return f"cancelled {cancelled} open orders; closing {len(outcome.decisions)} positions; halted"
+
+    async def _close_position(self, command: ClosePosition, now_ms: int) -> str:
+        if command.symbol not in self.core.portfolio.positions:
+            raise CommandRefused(f"no open position in {command.symbol or '(no symbol)'}")
+        outcome = self.core.close_position(command.symbol, now_ms, f"manual close ({command.source})")
+        if not outcome.decisions:
+            raise CommandRefused(f"{command.symbol} already has an order in flight")
+        await self.execution.execute(outcome.decisions)
+        return f"closing {command.symbol} at market"
+
+    async def _resume_breaker(self, command: ResumeBreaker, now_ms: int) -> str:
+        try:
+            events = self.core.breaker.manual_resume(command.breaker, now_ms)
+        except CircuitBreakerException as exc:
+            raise CommandRefused(str(exc)) from None
+        for event in events:
+            self.emit(event)
+        return f"{command.breaker} breaker reset" if events else f"{command.breaker} breaker was not tripped"
+
+    async def _set_risk_limit(self, command: SetRiskLimit, now_ms: int) -> str:
+        section, _, field = command.key.partition(".")
+        configs: dict[str, Any] = {"risk": self.core.risk.config, "breaker": self.core.breaker.config}
+        if section not in configs or not field or field not in type(configs[section]).model_fields:
+            raise CommandRefused(f"unknown setting {command.key!r}; use risk.<name> or breaker.<name>")
+        current = configs[section]
+        old_value = getattr(current, field)
+        try:
+            updated = type(current).model_validate({**current.model_dump(), field: command.value})
+        except ValidationError as exc:
+            reason = "; ".join(str(e["msg"]) for e in exc.errors(include_url=False))
+            raise CommandRefused(f"{command.key} = {command.value!r} refused: {reason}") from None
+        if isinstance(updated, RiskConfig):
+            self.core.risk.reconfigure(updated)
+            self.core.limits.reconfigure(updated)
+        elif isinstance(updated, BreakerConfig):
+            self.core.breaker.reconfigure(updated)
+        self.emit(Event("RiskLimitChanged", now_ms, f"{command.key}: {old_value} -> {command.value}",
+                        {"key": command.key, "old": old_value, "new": command.value, "source": command.source},
+                        "warning"))
+        return f"{command.key} set to {command.value:g} (was {old_value})"

@@ -1,0 +1,417 @@
+"""Provides TradingEngine, the async orchestrator, and build_engine, the factory the console and CLI use.
+
+Candles flow down, snapshots flow up, commands flow in::
+
+    feed (replay | ccxt) --closed candle--> per-symbol queue --> worker: history -> Strategy.prepare
+        -> execution.on_bar (paper: SimulatedAccount; live: OrderManager -> Broker) -> store
+    engine --EngineSnapshot (throttled) / Event (every one)--> Bus --> console, Telegram
+    console, Telegram --Command--> engine.submit --> one at a time --> CommandHandler
+
+Each symbol has its own queue and worker task, so a slow symbol never delays another. Publishing
+never waits on a subscriber. Time comes from the injected clock: a replay runs on simulated time
+that follows the candles; live runs on the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.bus import Bus
+from engine.clock import Clock, SimulatedClock, WallClock
+from engine.command_handler import CommandHandler
+from engine.commands import Command
+from engine.config import Settings
+from engine.data.live_feed import ClosedCandle
+from engine.data.replay_feed import DEFAULT_WARMUP_BARS
+from engine.decision import Decision, DecisionCore
+from engine.errors import ConfigException
+from engine.execution.broker import Broker
+from engine.models import Candles, EquityPoint, Event
+from engine.persistence import EngineRecorder
+from engine.portfolio import Portfolio
+from engine.snapshot import EngineSnapshot, SymbolView
+from engine.strategy import Strategy, StrategyParams
+from engine.symbol_state import DEFAULT_HISTORY_BARS, SymbolHistory, symbol_view
+
+log = logging.getLogger(__name__)
+
+RECENT_EVENTS = 50
+EQUITY_HISTORY_POINTS = 240
+LATENCY_SAMPLES = 100_000
+
+
+class Execution(Protocol):
+    """Where the decision path's orders go: PaperExecution or the live OrderManager."""
+
+    mode: str
+
+    async def start(self, now_ms: int) -> list[str]: ...
+
+    async def on_bar(self, prepared: Any, index: int) -> None: ...
+
+    async def execute(self, decisions: tuple[Decision, ...]) -> None: ...
+
+    async def cancel_open_orders(self) -> int: ...
+
+    @property
+    def busy(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class CandleSource(Protocol):
+    async def run(self, emit: Any) -> None: ...
+
+
+class TradingEngine:
+    """The running bot; implements :class:`engine.bus.EngineHandle`.
+
+    Build it with :func:`build_engine`; run it with ``await engine.run()`` (returns after :meth:`stop`).
+
+    Attributes:
+        bus: subscribe here for events (all delivered) and snapshots (newest only).
+        core: the DecisionCore (read-only for callers; change it through commands).
+        latencies_ms: closed candle received -> decision taken, per processed candle (milliseconds).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        live: bool = False,
+        clock: Clock | None = None,
+        series: Mapping[str, Candles] | None = None,
+        broker: Broker | None = None,
+        database_path: Path | None = None,
+        warmup_bars: int = DEFAULT_WARMUP_BARS,
+        history_bars: int = DEFAULT_HISTORY_BARS,
+        replay_speed: float | None = None,
+        snapshot_rate_hz: float | None = None,
+        restore: bool | None = None,
+        stop_when_replay_done: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.live = live
+        self.mode = "live" if live else "paper"
+        self.replay = settings.exchange.feed == "replay"
+        self.clock: Clock = clock or (SimulatedClock() if self.replay else WallClock())
+        self.bus = Bus()
+        self.strategy = Strategy(StrategyParams.from_settings(settings), settings.risk, settings.breaker)
+        self.portfolio = Portfolio(cash=settings.exchange.starting_balance)
+        params = self.strategy.params
+        self.core = DecisionCore(settings.risk, settings.breaker, self.portfolio,
+                                 take_profit_atr_multiple=params.take_profit_atr_multiple)
+        self.symbols = list(dict.fromkeys(settings.exchange.symbols if series is None else series))
+        self.timeframe = settings.exchange.base_timeframe
+        self._series = dict(series) if series is not None else None
+        self._broker = broker
+        self.database_path = Path(database_path or settings.storage.database_path)
+        self.warmup_bars = warmup_bars
+        self.history_bars = history_bars
+        self.replay_speed = replay_speed if replay_speed is not None else settings.exchange.replay_speed
+        rate = snapshot_rate_hz if snapshot_rate_hz is not None else settings.ui.max_redraws_per_second
+        self._snapshot_interval_s = 1.0 / rate
+        # A replay is a fresh demo session on old candles; live (and paper on the live feed) continue.
+        self.restore_state = (not self.replay) if restore is None else restore
+        self.stop_when_replay_done = stop_when_replay_done
+
+        self.histories = {s: SymbolHistory(s, self.timeframe, history_bars) for s in self.symbols}
+        self.views: dict[str, SymbolView] = {s: SymbolView(s) for s in self.symbols}
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.candles_processed = 0
+        self.engine_state = "starting"
+        self.feed_healthy = True
+        self.replay_done = asyncio.Event()
+        self.started = asyncio.Event()
+        self.repairs: list[str] = []
+        self.execution: Execution | None = None
+        self.recorder: EngineRecorder | None = None
+        self.store: Any = None
+        self.feed: Any = None
+        self._commands: asyncio.Queue[Command] = asyncio.Queue()
+        self._queues: dict[str, asyncio.Queue[tuple[ClosedCandle, int]]] = {s: asyncio.Queue() for s in self.symbols}
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._equity_history: deque[float] = deque(maxlen=EQUITY_HISTORY_POINTS)
+        self._last_equity_ms = -1
+        self._max_drawdown_pct = 0.0
+        self._day_key: int | None = None
+        self._realized_at_day_start = 0.0
+        self._handler: CommandHandler | None = None
+        self._snapshot: EngineSnapshot | None = None
+        self._command_idle = asyncio.Event()
+        self._command_idle.set()
+
+    # ------------------------------------------------------------------------------- EngineHandle
+    async def submit(self, command: Command) -> None:
+        """Queue a command; its outcome arrives as ``CommandAccepted``/``CommandRejected`` events."""
+        self._command_idle.clear()
+        await self._commands.put(command)
+
+    def snapshot(self) -> EngineSnapshot | None:
+        return self._snapshot
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (idempotent, callable from a signal handler)."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------------------------ events
+    def emit(self, event: Event) -> None:
+        """Publish one event: recent list, store (breakers, state), bus. Never blocks."""
+        self._recent.append(event)
+        if self.recorder is not None:
+            self.recorder.on_event(event)
+        log.log(logging.WARNING if event.severity != "info" else logging.INFO, "%s: %s", event.kind, event.message)
+        self.bus.publish_event(event)
+        self._dirty.set()
+
+    def emit_all(self, events: tuple[Event, ...] | list[Event]) -> None:
+        for event in events:
+            self.emit(event)
+
+    # ------------------------------------------------------------------------------------- run
+    async def run(self) -> None:
+        """Start, trade until :meth:`stop` (or the replay ends when asked to), then shut down cleanly."""
+        from engine.startup import open_resources
+
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await open_resources(self)
+            assert self.recorder is not None and self.execution is not None
+            self._handler = CommandHandler(self.core, self.execution, self.emit, self._audit_log())
+            self.engine_state = "running"
+            self.started.set()
+            self._publish_snapshot()
+            tasks = [
+                asyncio.create_task(self.recorder.run(), name="store writer"),
+                asyncio.create_task(self._snapshot_loop(), name="snapshots"),
+                asyncio.create_task(self._command_loop(), name="commands"),
+                *(asyncio.create_task(self._symbol_worker(s), name=f"worker {s}") for s in self.symbols),
+            ]
+            feed_task = asyncio.create_task(self._run_feed(), name="feed")
+            tasks.append(feed_task)
+            stop_wait = asyncio.create_task(self._stop.wait(), name="stop")
+            critical = [t for t in tasks if t is not feed_task]
+            done, _ = await asyncio.wait([stop_wait, *critical], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            for task in done:
+                if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                    self.engine_state = "error"
+                    log.error("engine task %s failed", task.get_name(), exc_info=task.exception())
+        except Exception:
+            self.engine_state = "error"
+            log.exception("engine failed to start")
+            raise
+        finally:
+            await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        if self.engine_state != "error":
+            self.engine_state = "stopping"
+        self._publish_snapshot()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.recorder is not None:
+            self.recorder.save_core_state(self.clock.now_ms())
+            self.recorder.save_portfolio(self.portfolio, self.clock.now_ms())
+            with contextlib.suppress(Exception):
+                await self.recorder.drain_now()
+        if self.execution is not None:
+            with contextlib.suppress(Exception):
+                await self.execution.close()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+        if self.engine_state != "error":
+            self.engine_state = "stopped"
+        self._publish_snapshot()
+        log.info("engine %s", self.engine_state)
+
+    def _audit_log(self) -> Any:
+        try:
+            from engine.security.audit import AuditLog
+        except ImportError:  # pragma: no cover - the security package is optional
+            return None
+        return AuditLog(self.store)
+
+    async def _run_feed(self) -> None:
+        try:
+            await self.feed.run(self._enqueue)
+        finally:
+            self.replay_done.set()
+        if self.stop_when_replay_done:
+            await self.wait_idle()
+            self.stop()
+
+    async def _enqueue(self, candle: ClosedCandle) -> None:
+        queue = self._queues.get(candle.symbol)
+        if queue is not None:
+            queue.put_nowait((candle, time.perf_counter_ns()))
+
+    # ----------------------------------------------------------------------------------- candles
+    async def _symbol_worker(self, symbol: str) -> None:
+        queue = self._queues[symbol]
+        while True:
+            candle, received_ns = await queue.get()
+            try:
+                await self.process_candle(candle, received_ns)
+            finally:
+                queue.task_done()
+
+    async def process_candle(self, candle: ClosedCandle, received_ns: int | None = None) -> bool:
+        """Run one closed candle through the decision path; False if it was not newer than the history."""
+        received_ns = time.perf_counter_ns() if received_ns is None else received_ns
+        history = self.histories[candle.symbol]
+        if not history.append(candle):
+            return False
+        if isinstance(self.clock, SimulatedClock):
+            self.clock.advance_to(candle.close_time_ms)
+        prepared = self.strategy.prepare(history.candles())
+        index = len(prepared) - 1
+        assert self.execution is not None
+        await self.execution.on_bar(prepared, index)
+        self.latencies_ms.append((time.perf_counter_ns() - received_ns) / 1e6)
+        self.candles_processed += 1
+        self.views[candle.symbol] = symbol_view(prepared, index)
+        await self._after_bar(candle.close_time_ms)
+        return True
+
+    async def _after_bar(self, now_ms: int) -> None:
+        assert self.recorder is not None and self.execution is not None
+        take_records = getattr(self.execution, "take_records", None)
+        if take_records is not None:
+            fills, trades = take_records()
+            self.recorder.record_paper_fills(fills, trades, self.portfolio)
+        await self._advance_emergency_exit(now_ms)
+        if now_ms > self._last_equity_ms:
+            self._last_equity_ms = now_ms
+            equity = self.portfolio.equity()
+            self._equity_history.append(equity)
+            self.recorder.record_equity(EquityPoint(now_ms, equity, self.portfolio.cash,
+                                                    self.portfolio.unrealized_pnl()))
+        self._dirty.set()
+
+    async def _advance_emergency_exit(self, now_ms: int) -> None:
+        """Finish an emergency exit: close what is left (also after a restart), then mark it complete."""
+        if self.core.breaker.emergency_phase != "in_progress":
+            return
+        assert self.execution is not None
+        leftovers: list[Decision] = []
+        for symbol in sorted(self.portfolio.positions):
+            leftovers.extend(self.core.close_position(symbol, now_ms, "emergency exit: closing").decisions)
+        if leftovers:
+            await self.execution.execute(tuple(leftovers))
+        elif not self.portfolio.positions and not self.core.pending and not self.execution.busy:
+            self.emit_all(self.core.breaker.complete_emergency_exit(now_ms))
+
+    # ---------------------------------------------------------------------------------- commands
+    async def _command_loop(self) -> None:
+        while True:
+            command = await self._commands.get()
+            try:
+                assert self._handler is not None
+                now_ms = self.clock.now_ms()
+                await self._handler.handle(command, now_ms)
+                await self._advance_emergency_exit(now_ms)
+                self._publish_snapshot()
+            except Exception:
+                log.exception("command %s failed", type(command).__name__)
+                self.emit(Event("CommandFailed", self.clock.now_ms(), f"{type(command).__name__} failed; see log",
+                                {"command": type(command).__name__, "source": command.source}, "critical"))
+            finally:
+                self._commands.task_done()
+                if self._commands.empty():
+                    self._command_idle.set()
+
+    # ----------------------------------------------------------------------------------- waiting
+    async def wait_idle(self) -> None:
+        """Until every queued candle and command is processed and every store write applied."""
+        while True:
+            for queue in self._queues.values():
+                await queue.join()
+            await self._command_idle.wait()
+            if self.recorder is not None:
+                await self.recorder.flush()
+            if all(q.empty() for q in self._queues.values()) and self._commands.empty():
+                return
+
+    # --------------------------------------------------------------------------------- snapshots
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self._publish_snapshot()
+            await asyncio.sleep(self._snapshot_interval_s)
+
+    def _publish_snapshot(self) -> None:
+        self._snapshot = self.build_snapshot()
+        self.bus.publish_snapshot(self._snapshot)
+
+    def build_snapshot(self) -> EngineSnapshot:
+        """An immutable view of the engine now (see :class:`engine.snapshot.EngineSnapshot`)."""
+        now_ms = self.clock.now_ms()
+        portfolio = self.portfolio
+        equity = portfolio.equity()
+        check = self.core.last_limit_check
+        peak = max(check.peak_equity, equity) if check is not None else equity
+        drawdown = (peak - equity) / peak * 100.0 if peak > 0 else 0.0
+        self._max_drawdown_pct = max(self._max_drawdown_pct, drawdown)
+        day_key = self.core.limits.trading_day_key(now_ms)
+        if day_key != self._day_key:
+            self._day_key, self._realized_at_day_start = day_key, portfolio.realized_pnl
+        risk = self.core.risk.config
+        return EngineSnapshot(
+            time_ms=now_ms,
+            mode=self.mode,
+            exchange=self.settings.exchange.name,
+            trading_state=self.core.trading_state,
+            feed_healthy=self.feed_healthy,
+            equity=equity,
+            cash=portfolio.cash,
+            realized_pnl_today=portfolio.realized_pnl - self._realized_at_day_start,
+            unrealized_pnl=portfolio.unrealized_pnl(),
+            peak_equity=peak,
+            drawdown_pct=drawdown,
+            max_drawdown_pct=self._max_drawdown_pct,
+            daily_loss_pct=check.daily_loss_pct if check is not None else 0.0,
+            max_drawdown_limit_pct=risk.max_drawdown_percent,
+            daily_loss_limit_pct=risk.max_daily_loss_percent,
+            positions=tuple(p.to_position() for _, p in sorted(portfolio.positions.items())),
+            breakers=self.core.breaker.statuses(),
+            symbols=tuple(self.views[s] for s in self.symbols),
+            equity_history=tuple(self._equity_history),
+            recent_events=tuple(self._recent),
+            engine_state=self.engine_state,
+        )
+
+
+def build_engine(settings: Settings, *, live: bool = False, **options: Any) -> TradingEngine:
+    """The engine the console, ``tradebot run --headless`` and the tests run.
+
+    Args:
+        settings: loaded settings; ``exchange.mode``/``feed`` choose paper or live, replay or live candles.
+        live: the ``--live`` flag. Live trading needs it *and* ``exchange.mode = "live"`` with keys.
+        options: forwarded to :class:`TradingEngine` (clock, series, broker, database_path, warmup_bars,
+            history_bars, replay_speed, snapshot_rate_hz, restore, stop_when_replay_done).
+
+    Raises:
+        ConfigException: live trading asked for without keys, flag or live feed, or the other way round.
+    """
+    exchange = settings.exchange
+    if live and exchange.mode != "live":
+        raise ConfigException(["--live given but exchange.mode is 'paper'; set exchange.mode = \"live\" "
+                               "and the API keys to trade for real"])
+    if exchange.mode == "live" and not live:
+        raise ConfigException(["exchange.mode is 'live': refusing to trade real money without the --live flag"])
+    if live and exchange.feed != "live":
+        raise ConfigException(["live trading needs exchange.feed = \"live\" (orders on replayed prices make no sense)"])
+    return TradingEngine(settings, live=live, **options)

@@ -1,0 +1,129 @@
+"""Provides SymbolHistory (a symbol's rolling closed-candle history) and the console's SymbolView of it.
+
+The runtime appends each newly closed candle and hands the history to ``Strategy.prepare``; the
+prepared arrays are free of look-ahead, so the value at the newest bar equals what a backtest over
+the same bars computes. The history is capped at ``max_bars``: beyond it the oldest bars are dropped,
+which bounds the per-candle cost (prepare is O(bars)) at the price of indicator warm-up starting at
+the cap's first bar; keep the cap well above the slowest indicator's warm-up (the daily trend's slow
+EMA needs ``mtf_ema_slow`` days).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.data.live_feed import ClosedCandle
+from engine.models import Candles
+from engine.snapshot import SymbolView
+from engine.strategy import PreparedSymbol
+
+DEFAULT_HISTORY_BARS = 1500
+"""Bars kept per symbol (1500 1h bars: 62 days, enough for a 50-bar daily EMA)."""
+
+_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+class SymbolHistory:
+    """Closed candles of one symbol and timeframe, oldest first, at most ``max_bars`` of them.
+
+    Storage is preallocated at twice the cap so an append is O(1) amortised.
+    """
+
+    def __init__(self, symbol: str, timeframe: str, max_bars: int = DEFAULT_HISTORY_BARS) -> None:
+        if max_bars < 2:
+            raise ValueError(f"max_bars must be >= 2, got {max_bars}")
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.max_bars = max_bars
+        capacity = 2 * max_bars
+        self._time = np.zeros(capacity, dtype=np.int64)
+        self._values = {name: np.zeros(capacity, dtype=np.float64) for name in _COLUMNS}
+        self._start = 0
+        self._stop = 0
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @property
+    def last_open_ms(self) -> int | None:
+        return int(self._time[self._stop - 1]) if self._stop > self._start else None
+
+    def extend(self, candles: Candles) -> int:
+        """Append the candles newer than the last one held; returns how many were added."""
+        added = 0
+        for i in range(len(candles)):
+            added += self._append(
+                int(candles.open_time_ms[i]),
+                (float(candles.open[i]), float(candles.high[i]), float(candles.low[i]),
+                 float(candles.close[i]), float(candles.volume[i])),
+            )
+        return added
+
+    def append(self, candle: ClosedCandle) -> bool:
+        """Append one closed candle; False (nothing changes) when it is not newer than the last one."""
+        return self._append(candle.open_time_ms, (candle.open, candle.high, candle.low, candle.close, candle.volume))
+
+    def _append(self, open_ms: int, values: tuple[float, float, float, float, float]) -> bool:
+        last = self.last_open_ms
+        if last is not None and open_ms <= last:
+            return False
+        if self._stop == len(self._time):
+            keep = self.max_bars - 1
+            lo = self._stop - keep
+            self._time[:keep] = self._time[lo : self._stop]
+            for array in self._values.values():
+                array[:keep] = array[lo : self._stop]
+            self._start, self._stop = 0, keep
+        self._time[self._stop] = open_ms
+        for name, value in zip(_COLUMNS, values, strict=True):
+            self._values[name][self._stop] = value
+        self._stop += 1
+        if self._stop - self._start > self.max_bars:
+            self._start += 1
+        return True
+
+    def candles(self) -> Candles:
+        """The held candles as an immutable Candles (copies; later appends do not change it)."""
+        window = slice(self._start, self._stop)
+        return Candles(
+            self.symbol,
+            self.timeframe,
+            self._time[window].copy(),
+            *(self._values[name][window].copy() for name in _COLUMNS),
+        )
+
+
+def symbol_view(prepared: PreparedSymbol, index: int) -> SymbolView:
+    """What the signals pane shows for bar ``index`` of ``prepared``."""
+    signal = prepared.signals.signal_at(index)
+    volume = prepared.volume
+    if bool(volume.spike[index]):
+        volume_flag = "spike"
+    elif float(volume.confirmation_strength[index]) >= 0.5:
+        volume_flag = "confirmed"
+    else:
+        volume_flag = ""
+    if bool(prepared.signals.squeeze_on[index]):
+        squeeze = "on"
+    elif bool(prepared.signals.squeeze_off[index]):
+        squeeze = "off"
+    else:
+        squeeze = "none"
+    direction = int(prepared.entry_direction[index])
+    if direction > 0:
+        multiplier = float(prepared.mtf.long_multiplier[index])
+    elif direction < 0:
+        multiplier = float(prepared.mtf.short_multiplier[index])
+    else:
+        multiplier = float(prepared.entry_multiplier[index])
+    return SymbolView(
+        symbol=prepared.symbol,
+        last_price=float(prepared.candles.close[index]),
+        last_bar_ms=int(prepared.candles.open_time_ms[index]),
+        signal=str(signal.type.value),
+        signal_strength=float(signal.strength),
+        trends=tuple(prepared.mtf.trends_at(index).items()),
+        squeeze=squeeze,
+        volume_flag=volume_flag,
+        confluence_multiplier=multiplier,
+    )

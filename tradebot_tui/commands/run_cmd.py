@@ -1,0 +1,59 @@
+"""Provides ``tradebot run --headless [--live]``: the trading engine without the console.
+
+Logs go to the log file and stdout; SIGINT/SIGTERM stop the engine cleanly (open positions keep their
+exchange-side stops; state is flushed to the store). Textual is never imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from engine.config import Settings
+
+log = logging.getLogger("tradebot.run")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run the trading engine (headless: no console)")
+    parser.add_argument("--headless", action="store_true", help="run without the console (required for now)")
+    parser.add_argument("--live", action="store_true",
+                        help="trade real money (also needs exchange.mode = \"live\" and API keys)")
+    parser.add_argument("--until-replay-ends", action="store_true",
+                        help="replay feed only: stop when every symbol's candles are played")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.headless:
+        print("error: `tradebot run` needs --headless (run `tradebot` without a command for the console)",
+              file=sys.stderr)
+        return 2
+    from engine.logs import configure_logging
+    from engine.runtime import build_engine
+
+    engine = build_engine(settings, live=args.live, stop_when_replay_done=args.until_replay_ends)
+    log_path = configure_logging(settings.storage.log_dir, to_stdout=True)
+    log.info("starting %s engine (%s feed) on %s; log file %s", engine.mode, settings.exchange.feed,
+             ", ".join(engine.symbols), log_path)
+    return asyncio.run(_run(engine))
+
+
+async def _run(engine: Any) -> int:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _stopper(engine, signum))
+    await engine.run()
+    return 0 if engine.engine_state == "stopped" else 1
+
+
+def _stopper(engine: Any, signum: int) -> Any:
+    def stop() -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        engine.stop()
+
+    return stop
