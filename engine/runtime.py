@@ -149,6 +149,8 @@ class TradingEngine:
         self._snapshot: EngineSnapshot | None = None
         self._command_idle = asyncio.Event()
         self._command_idle.set()
+        self._candles_allowed = asyncio.Event()
+        self._candles_allowed.set()
 
     # ------------------------------------------------------------------------------- EngineHandle
     async def submit(self, command: Command) -> None:
@@ -158,6 +160,13 @@ class TradingEngine:
 
     def snapshot(self) -> EngineSnapshot | None:
         return self._snapshot
+
+    def pause_candles(self) -> None:
+        """Hold every symbol worker before its next candle (commands still run); e.g. a paused replay."""
+        self._candles_allowed.clear()
+
+    def resume_candles(self) -> None:
+        self._candles_allowed.set()
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (idempotent, callable from a signal handler)."""
@@ -263,6 +272,7 @@ class TradingEngine:
         while True:
             candle, received_ns = await queue.get()
             try:
+                await self._candles_allowed.wait()
                 await self.process_candle(candle, received_ns)
             finally:
                 queue.task_done()

@@ -153,6 +153,11 @@ async def open_resources(engine: TradingEngine) -> None:
         broker = engine._broker or _build_broker(engine)
         engine.execution = OrderManager(engine, broker)
     else:
+        from engine.backtest.markets import limits_for_symbols
+
+        # The backtester's default lot/tick rules, so paper sizes exactly as a backtest of the same bars.
+        reference = {s: float(h.candles().close[0]) for s, h in engine.histories.items() if len(h)}
+        engine.core.market_limits.update(limits_for_symbols(engine.symbols, reference, engine.core.market_limits))
         engine.execution = PaperExecution(engine.core, FillModel.from_config(engine.settings.backtest), engine.emit)
     engine.repairs.extend(await engine.execution.start(engine.clock.now_ms()))
     for repair in engine.repairs:
