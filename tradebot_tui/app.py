@@ -9,6 +9,7 @@ throttled feed (:mod:`tradebot_tui.feed`), at most ``settings.ui.max_redraws_per
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -22,6 +23,7 @@ from textual.worker import Worker, WorkerState
 from engine.bus import EngineHandle, Subscription
 from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
 from engine.config import Settings
+from engine.logs import configure_logging
 from engine.models import Position, TradingState
 from engine.snapshot import EngineSnapshot
 from tradebot_tui.backtest_runner import BacktestRunner, run_backtest
@@ -47,9 +49,13 @@ COMMAND_SOURCE = "console"
 class RunnableEngine(EngineHandle, Protocol):
     """An engine the console can also start and stop (``engine.runtime.TradingEngine``)."""
 
-    async def run(self) -> None: ...
+    async def run(self) -> None:
+        """Trade until stopped."""
+        ...
 
-    async def stop(self) -> None: ...
+    def stop(self) -> object:
+        """Ask ``run`` to finish (may return an awaitable)."""
+        ...
 
 
 def quit_consequence(mode: str, positions: tuple[Position, ...]) -> str:
@@ -75,7 +81,7 @@ class TradebotApp(App[int]):
     TITLE = "tradebot"
     CSS_PATH = "tradebot.tcss"
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-medium"), (150, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("h", "halt", "Halt"),
@@ -127,6 +133,8 @@ class TradebotApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if not self.is_headless:  # log lines on the terminal would tear the screen; they go to the log file
+            configure_logging(self.settings.storage.log_dir, to_stdout=False)
         self.query_one(PositionsTable).focus()
         if self.engine_problem:
             self.query_one(StatusBar).set_engine_note(self.engine_problem)
@@ -294,7 +302,11 @@ class TradebotApp(App[int]):
         self._shutting_down = True
         if self.run_engine and isinstance(self.engine, RunnableEngine):
             try:
-                await asyncio.wait_for(self.engine.stop(), ENGINE_STOP_TIMEOUT_S)
+                stopping = self.engine.stop()
+                if inspect.isawaitable(stopping):
+                    await stopping
+                if self.engine_worker is not None:
+                    await asyncio.wait_for(self.engine_worker.wait(), ENGINE_STOP_TIMEOUT_S)
             except Exception:  # quitting must still work when the engine cannot stop cleanly
                 logger.exception("engine did not stop cleanly")
         self.exit(return_code)
@@ -311,6 +323,7 @@ def create_app(
     settings: Settings,
     engine: EngineHandle | None = None,
     *,
+    live: bool = False,
     backtest_runner: BacktestRunner = run_backtest,
 ) -> TradebotApp:
     """Build the console.
@@ -319,6 +332,7 @@ def create_app(
         settings: tradebot settings.
         engine: a running engine handle to attach to; None builds the real engine with
             ``engine.runtime.build_engine(settings)`` and runs it as the app's ``engine`` worker.
+        live: the ``--live`` flag, forwarded to ``build_engine`` (live trading needs it).
         backtest_runner: what the backtest screen calls (in a thread) to run one backtest.
     """
     if engine is not None:
@@ -328,4 +342,4 @@ def create_app(
     except ImportError as exc:
         logger.error("engine runtime unavailable: %s", exc)
         return TradebotApp(settings, None, engine_problem=f"engine unavailable: {exc}", backtest_runner=backtest_runner)
-    return TradebotApp(settings, build_engine(settings), run_engine=True, backtest_runner=backtest_runner)
+    return TradebotApp(settings, build_engine(settings, live=live), run_engine=True, backtest_runner=backtest_runner)

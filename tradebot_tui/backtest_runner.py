@@ -33,10 +33,6 @@ PERIOD_CHOICES: tuple[tuple[str, int | None], ...] = (
 )
 
 
-class BacktestUnavailable(Exception):
-    """The engine's backtester cannot be used (not installed or not built yet)."""
-
-
 @dataclass(frozen=True)
 class BacktestRequest:
     """What the user picked on the backtest screen.
@@ -148,21 +144,20 @@ def run_backtest(
     """Run one backtest on the bundled candles (blocking; call it from a thread).
 
     Raises:
-        BacktestUnavailable: the engine's backtester is not available.
-        engine.backtest.loop.BacktestCancelled: ``cancel()`` returned True.
+        engine.backtest.BacktestCancelled: ``cancel()`` returned True.
+        engine.errors.BacktestException: no bars in the window.
         ValueError: an unknown parameter name or an invalid value.
     """
-    try:
-        from engine.backtest import run_backtest as engine_run_backtest  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise BacktestUnavailable(f"the engine's backtester is not available yet ({exc})") from exc
+    from engine.backtest import BacktestEngine
     from engine.data.sample import load_sample
 
     candles = load_sample(request.symbol, request.timeframe)
+    start_ms = None
     if request.period_days is not None and len(candles):
+        # Only the trading window is cut: indicators still warm up on the bars before it.
         start_ms = int(candles.open_time_ms[-1]) - request.period_days * DAY_MS
-        candles = candles.between(start_ms, None)
-    result = engine_run_backtest(
-        settings, [candles], overrides=dict(request.overrides), progress=progress, cancel=cancel
+    backtester = BacktestEngine(candles, settings=settings)
+    result = backtester.run_backtest(
+        start_ms, None, overrides=dict(request.overrides), progress=progress, cancel=cancel
     )
     return run_from_result(request.label, result)

@@ -61,21 +61,21 @@ class TerminalLossGuard:
             self._loop.remove_signal_handler(signal.SIGTERM)
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
-        self.detach(silence_terminal=not self.app.is_headless)
-        if self._loop is not None:
+        if self.detach(silence_terminal=not self.app.is_headless) and self._loop is not None:
             self._loop.call_soon_threadsafe(self.announce)
 
     def _on_sigterm(self) -> None:
         logger.warning("SIGTERM: stopping the engine and the console")
         self.app.call_later(self.app.shutdown)
 
-    def detach(self, *, silence_terminal: bool) -> None:
-        """Stop using the terminal. Signal-safe: no logging, no asyncio calls."""
+    def detach(self, *, silence_terminal: bool) -> bool:
+        """Stop using the terminal; True the first time. Signal-safe: no logging, no asyncio calls."""
         if self.detached:
-            return
+            return False
         self.detached = True
         if silence_terminal:
             _silence_terminal(self.app)
+        return True
 
     def announce(self) -> None:
         """Log and publish the disconnection (runs on the loop after :meth:`detach`)."""
@@ -90,8 +90,8 @@ class TerminalLossGuard:
 
     def handle_hangup(self) -> None:
         """What SIGHUP does, callable from tests without sending a signal (never silences a test's fds)."""
-        self.detach(silence_terminal=False)
-        self.announce()
+        if self.detach(silence_terminal=False):
+            self.announce()
 
 
 def _silence_terminal(app: TradebotApp) -> None:

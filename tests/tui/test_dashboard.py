@@ -46,7 +46,16 @@ async def test_positions_pane_lists_each_position_with_prices_pnl_and_stops(engi
         await publish_and_wait(pilot, engine, crafted_snapshot())
         table = app.query_one("#positions", DataTable)
         assert table.row_count == 2
-        assert cells(table, 0) == ["BTC/USDT", "long", "0.015", "64,000.0", "64,900.0", "+13.50", "62,500.0", "63,800.0"]
+        assert cells(table, 0) == [
+            "BTC/USDT",
+            "long",
+            "0.015",
+            "64,000.0",
+            "64,900.0",
+            "+13.50",
+            "62,500.0",
+            "63,800.0",
+        ]
         assert cells(table, 1)[5] == "-22.00" and cells(table, 1)[7] == "-"
 
 
@@ -74,11 +83,15 @@ async def test_pnl_pane_shows_realised_unrealised_total_and_an_equity_sparkline(
 async def test_drawdown_bars_are_amber_from_80_percent_of_the_limit_and_red_at_it(engine: RecordingEngine) -> None:
     app = create_app(Settings(), engine)
     async with app.run_test(size=WIDE) as pilot:
-        await publish_and_wait(pilot, engine, crafted_snapshot(drawdown_pct=7.9, max_drawdown_pct=8.0, daily_loss_pct=5.0))
+        await publish_and_wait(
+            pilot, engine, crafted_snapshot(drawdown_pct=7.9, max_drawdown_pct=8.0, daily_loss_pct=5.0)
+        )
         assert app.query_one("#dd-current", LimitBar).has_class("-ok")
         assert app.query_one("#dd-max", LimitBar).has_class("-warn")
         assert app.query_one("#dd-daily", LimitBar).has_class("-limit")
-        await publish_and_wait(pilot, engine, crafted_snapshot(drawdown_pct=10.0, daily_loss_pct=0.0, time_ms=T0_MS + 1))
+        await publish_and_wait(
+            pilot, engine, crafted_snapshot(drawdown_pct=10.0, daily_loss_pct=0.0, time_ms=T0_MS + 1)
+        )
         assert app.query_one("#dd-current", LimitBar).has_class("-limit")
         assert not app.query_one("#dd-current", LimitBar).has_class("-ok")
         assert app.query_one("#dd-daily", LimitBar).has_class("-ok")

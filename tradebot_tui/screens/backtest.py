@@ -62,8 +62,8 @@ class BacktestScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         symbols = sorted({s.symbol for s in sample_files() if s.timeframe == self.settings.backtest.timeframe})
-        if not symbols:
-            symbols = list(self.settings.exchange.symbols)
+        configured = [s for s in self.settings.exchange.symbols if s in symbols]
+        symbols = configured + [s for s in symbols if s not in configured] or list(self.settings.exchange.symbols)
         with VerticalScroll():
             with Horizontal(id="bt-form"):
                 yield Select([(s, s) for s in symbols], value=symbols[0], allow_blank=False, id="bt-symbol")

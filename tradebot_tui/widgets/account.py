@@ -48,17 +48,37 @@ class PnlPane(Vertical):
 
 
 class LimitBar(Static):
-    """One labelled bar of a value against its limit; its class says ``-ok``, ``-warn`` or ``-limit``."""
+    """One labelled bar of a value against its limit; its class says ``-ok``, ``-warn`` or ``-limit``.
 
-    BAR_WIDTH = 12
+    The bar takes whatever width is left beside the label and the figures.
+    """
+
+    LABEL_WIDTH = 9
+    MIN_BAR_WIDTH = 4
+
+    def __init__(self, placeholder: str = "", *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(placeholder, id=id)
+        self.reading: tuple[str, float, float] | None = None
 
     def show(self, label: str, value_pct: float, limit_pct: float, warning_ratio: float) -> None:
         level = fmt.limit_level(value_pct, limit_pct, warning_ratio)
         for name in LEVEL_CLASSES.values():
             self.remove_class(name)
         self.add_class(LEVEL_CLASSES[level])
+        self.reading = (label, value_pct, limit_pct)
+        self.update(self.bar_text(self.content_size.width))
+
+    def on_resize(self) -> None:
+        if self.reading is not None:
+            self.update(self.bar_text(self.content_size.width))
+
+    def bar_text(self, width: int) -> str:
+        assert self.reading is not None
+        label, value_pct, limit_pct = self.reading
+        figures = f" {fmt.pct(value_pct)}/{fmt.pct(limit_pct)}"
+        bar_width = max(self.MIN_BAR_WIDTH, width - self.LABEL_WIDTH - len(figures))
         ratio = value_pct / limit_pct if limit_pct > 0 else 0.0
-        self.update(f"{label:<9}{fmt.bar(ratio, self.BAR_WIDTH)} {fmt.pct(value_pct)}/{fmt.pct(limit_pct)}")
+        return f"{label:<{self.LABEL_WIDTH}}{fmt.bar(ratio, bar_width)}{figures}"
 
 
 class DrawdownPane(Vertical):

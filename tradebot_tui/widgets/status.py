@@ -33,7 +33,6 @@ class StatusBar(Static):
     """
 
     snapshot: reactive[EngineSnapshot | None] = reactive(None, layout=False)
-    detached: reactive[bool] = reactive(False)
 
     def __init__(self, mode: str, exchange: str, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
@@ -42,9 +41,6 @@ class StatusBar(Static):
         self.engine_note = ""
 
     def watch_snapshot(self) -> None:
-        self.update(self.status_text())
-
-    def watch_detached(self) -> None:
         self.update(self.status_text())
 
     def set_engine_note(self, note: str) -> None:
@@ -72,6 +68,4 @@ class StatusBar(Static):
             line.append(f" │ {fmt.timestamp(snapshot.time_ms)}")
         if self.engine_note:
             line.append(f" │ {self.engine_note}", style="bold red")
-        if self.detached:
-            line.append(" │ DETACHED", style="bold red")
         return line
