@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.decision import DecisionCore
 from engine.persistence import CORE_STATE_KEY, PORTFOLIO_STATE_KEY, restore_portfolio
-from engine.portfolio import Portfolio
+from engine.portfolio import OpenPosition, Portfolio
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,21 @@ async def restore_engine_state(store: Any, core: DecisionCore, portfolio: Portfo
     account = await store.get_state(PORTFOLIO_STATE_KEY)
     if account:
         restore_portfolio(portfolio, account)
+    # The positions table is written in the same transaction as each fill: it wins over the account
+    # snapshot, which is written a moment later and can miss the last fill before a crash.
+    stored = {p.symbol: p for p in await store.open_positions()}
+    for symbol, position in stored.items():
+        if symbol not in portfolio.positions:
+            stop = position.trailing_stop_price or position.stop_price or 0.0
+            portfolio.positions[symbol] = OpenPosition(
+                symbol, position.side, position.quantity, position.entry_price, position.opened_ms,
+                position.entry_fee, stop, position.stop_price or stop, best_price=position.entry_price,
+                trailing_active=position.trailing_stop_price is not None,
+                last_price=position.last_price or position.entry_price)
+            notes.append(f"restored {symbol} position from the fills table (account snapshot missed it)")
+    for symbol in [s for s in portfolio.positions if s not in stored]:
+        del portfolio.positions[symbol]
+        notes.append(f"dropped {symbol} from the account snapshot: no stored position (closed by a later fill)")
         notes.append(f"restored account: cash {portfolio.cash:.2f}, positions "
                      f"{', '.join(sorted(portfolio.positions)) or 'none'}")
     return notes

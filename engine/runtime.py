@@ -96,6 +96,7 @@ class TradingEngine:
         snapshot_rate_hz: float | None = None,
         restore: bool | None = None,
         stop_when_replay_done: bool = False,
+        poll_interval_s: float = 0.5,
     ) -> None:
         self.settings = settings
         self.live = live
@@ -121,6 +122,7 @@ class TradingEngine:
         # A replay is a fresh demo session on old candles; live (and paper on the live feed) continue.
         self.restore_state = (not self.replay) if restore is None else restore
         self.stop_when_replay_done = stop_when_replay_done
+        self.poll_interval_s = poll_interval_s  # live feed: shortest pause between polls
 
         self.histories = {s: SymbolHistory(s, self.timeframe, history_bars) for s in self.symbols}
         self.views: dict[str, SymbolView] = {s: SymbolView(s) for s in self.symbols}
@@ -411,7 +413,7 @@ def build_engine(settings: Settings, *, live: bool = False, **options: Any) -> T
         settings: loaded settings; ``exchange.mode``/``feed`` choose paper or live, replay or live candles.
         live: the ``--live`` flag. Live trading needs it *and* ``exchange.mode = "live"`` with keys.
         options: forwarded to :class:`TradingEngine` (clock, series, broker, database_path, warmup_bars,
-            history_bars, replay_speed, snapshot_rate_hz, restore, stop_when_replay_done).
+            history_bars, replay_speed, snapshot_rate_hz, restore, stop_when_replay_done, poll_interval_s).
 
     Raises:
         ConfigException: live trading asked for without keys, flag or live feed, or the other way round.

@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIN_POLL_INTERVAL_S = 0.5
-"""The live feed polls at most this often even when a candle is overdue (bounds load on the exchange)."""
-
 
 def retry_policy(engine: TradingEngine) -> RetryPolicy:
     exchange = engine.settings.exchange
@@ -109,7 +106,7 @@ async def _build_live_feed(engine: TradingEngine) -> LiveFeedRunner:
         client, engine.symbols, engine.timeframe, engine.clock, policy=retry_policy(engine),
         start_ms=start or None, on_error=on_error, on_success=on_success, close_grace_ms=0,
     )
-    return LiveFeedRunner(engine, feed, client, MIN_POLL_INTERVAL_S)
+    return LiveFeedRunner(engine, feed, client, engine.poll_interval_s)
 
 
 def _build_broker(engine: TradingEngine) -> Any:
