@@ -228,14 +228,24 @@ class TradingEngine:
         if self.engine_state != "error":
             self.engine_state = "stopping"
         self._publish_snapshot()
-        for task in tasks:
+        # Stop producers first; the store writer finishes what is queued (a write cut off by cancellation
+        # would leave its transaction open).
+        writer = tasks[0] if tasks else None
+        others = tasks[1:]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         if self.recorder is not None:
             self.recorder.save_core_state(self.clock.now_ms())
             self.recorder.save_portfolio(self.portfolio, self.clock.now_ms())
-            with contextlib.suppress(Exception):
-                await self.recorder.drain_now()
+            if writer is not None and not writer.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.recorder.flush(), 30)
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            else:
+                with contextlib.suppress(Exception):
+                    await self.recorder.drain_now()
         if self.execution is not None:
             with contextlib.suppress(Exception):
                 await self.execution.close()
