@@ -115,9 +115,9 @@ async def test_signals_pane_shows_trend_arrows_per_timeframe_squeeze_volume_and_
         await publish_and_wait(pilot, engine, crafted_snapshot())
         table = app.query_one("#signals", DataTable)
         assert [str(c.label) for c in table.columns.values()][:4] == ["symbol", "1h", "4h", "1d"]
-        assert cells(table, 0) == ["BTC/USDT", "↑", "↑", "↑", "off", "confirmed", "LONG 0.72", "64,900.0"]
+        assert cells(table, 0) == ["BTC/USDT", "↑", "↑", "↑", "off", "LONG 0.72", "confirmed", "64,900.0"]
         assert cells(table, 1)[1:4] == ["↓", "↑", "→"]
-        assert cells(table, 2)[4:7] == ["on", "spike", "EXIT 0.40"]
+        assert cells(table, 2)[4:7] == ["on", "EXIT 0.40", "spike"]
 
 
 async def test_event_log_starts_from_the_snapshot_history_then_appends_live_events(engine: RecordingEngine) -> None:

@@ -124,7 +124,7 @@ class SignalsTable(SnapshotTable):
         super().__init__(id=id, classes=classes)
 
     def columns_for_display(self) -> Sequence[str]:
-        return ("symbol", *self.timeframes, "sqz", "volume", "signal", "last")  # least needed last: cut first
+        return ("symbol", *self.timeframes, "sqz", "signal", "volume", "last")  # least needed last: cut first
 
     def rows_of(self, snapshot: EngineSnapshot) -> list[tuple[str, tuple[str | Text, ...]]]:
         return [(view.symbol, self._cells(view)) for view in snapshot.symbols]
@@ -143,4 +143,4 @@ class SignalsTable(SnapshotTable):
         signal = Text(view.signal, style=SIGNAL_STYLES.get(view.signal, "dim"))
         if view.signal != "NONE":
             signal.append(f" {view.signal_strength:.2f}")
-        return (view.symbol, *arrows, squeeze, view.volume_flag or fmt.MISSING, signal, fmt.price(view.last_price))
+        return (view.symbol, *arrows, squeeze, signal, view.volume_flag or fmt.MISSING, fmt.price(view.last_price))
