@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_command_settings(args)
         if handler is None:
-            return run_console(settings)
+            return run_console(settings, live=bool(args.live))
         return handler(args, settings)
     except ConfigException as exc:
         for line in exc.problems:
@@ -85,10 +85,10 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
         return load_settings_with_secrets(args.config).settings
 
 
-def run_console(settings: Settings) -> int:
+def run_console(settings: Settings, *, live: bool = False) -> int:
     from tradebot_tui.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, live=live)
     app.run()
     return int(app.return_code or 0)
 
