@@ -230,3 +230,15 @@ async def test_engine_keys_are_dimmed_when_no_engine_could_be_started() -> None:
         await pilot.pause()
         assert not isinstance(app.screen, TypedConfirmScreen)
         assert "engine unavailable" in str(app.query_one("#status").status_text())
+
+
+async def test_emergency_exit_dialog_counts_the_open_positions(engine: RecordingEngine) -> None:
+    app = create_app(Settings(), engine)
+    async with app.run_test(size=SIZE) as pilot:
+        snapshot = crafted_snapshot()
+        await publish_and_wait(pilot, engine, snapshot)
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, TypedConfirmScreen)
+        assert f"close all {len(snapshot.positions)} position(s)" in app.screen.body_text
+        assert len(snapshot.positions) > 0
