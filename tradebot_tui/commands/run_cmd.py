@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
                         help="trade real money (also needs exchange.mode = \"live\" and API keys)")
     parser.add_argument("--until-replay-ends", action="store_true",
                         help="replay feed only: stop when every symbol's candles are played")
-    parser.set_defaults(handler=handle)
+    parser.set_defaults(handler=handle, settings_mode="secure")
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
