@@ -68,6 +68,7 @@ class Rig:
             "[breaker]\napi_error_threshold = 5\nlatching = [\"system\"]\n"
             f'[storage]\ndatabase_path = "{self.db}"\nlog_dir = "{tmp_path / "logs"}"\n'
         )
+        self.config.chmod(0o600)  # live mode refuses a config file other users can read
         self.env = {**os.environ, "TRADEBOT_CONFIG": str(self.config), "PYTHONPATH": str(REPO),
                     "TRADEBOT_EXCHANGE__API_KEY": fake.api_key,
                     "TRADEBOT_EXCHANGE__API_SECRET": fake.api_secret or ""}
