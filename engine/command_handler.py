@@ -2,7 +2,9 @@
 
 Commands are processed one at a time by the runtime. Every command yields a ``CommandAccepted`` or
 ``CommandRejected`` event (plus whatever the command itself caused: trading-state changes, breaker
-resets, exits), and is appended to the audit log when one is configured.
+resets, exits), and is appended to the audit log when one is configured. ``SetRiskLimit`` and
+``ResumeBreaker`` are carried out only with a grant from :class:`engine.risk_gate.RiskChangeGate`
+(an authentication step); their audit rows carry the old and new value.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
 from engine.config import BreakerConfig, RiskConfig
 from engine.decision import Decision, DecisionCore, Outcome
 from engine.errors import CircuitBreakerException
 from engine.models import Event
+from engine.risk_gate import RiskChangeGate, RiskChangeRefused, change_detail, risk_setting_change
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class CommandRefused(Exception):
 
 
 def _command_detail(command: Command) -> dict[str, Any]:
-    return {k: v for k, v in asdict(command).items() if k != "source"}
+    return {k: v for k, v in asdict(command).items() if k not in ("source", "grant")}
 
 
 class CommandHandler:
@@ -49,6 +50,7 @@ class CommandHandler:
         execution: where decisions go (paper account or live order manager).
         emit: publishes an event (bus, store, recent events).
         audit: optional audit log (``engine.security.audit.AuditLog``).
+        risk_gate: checks the grant of risk changes and breaker overrides; None refuses them all.
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class CommandHandler:
         execution: Executor,
         emit: Callable[[Event], None],
         audit: Auditor | None = None,
+        risk_gate: RiskChangeGate | None = None,
     ) -> None:
         self.core = core
         self.execution = execution
         self.emit = emit
         self.audit = audit
+        self.risk_gate = risk_gate
         self._handlers: dict[type[Command], Callable[[Any, int], Awaitable[str]]] = {
             Halt: self._halt,
             Resume: self._resume,
@@ -74,7 +78,7 @@ class CommandHandler:
     async def handle(self, command: Command, now_ms: int) -> bool:
         """Carry out one command; returns whether it was accepted."""
         name = type(command).__name__
-        detail = _command_detail(command)
+        detail = {**_command_detail(command), **change_detail(self.core, command)}
         handler = self._handlers.get(type(command))
         try:
             if handler is None:
@@ -129,7 +133,16 @@ class CommandHandler:
         await self.execution.execute(outcome.decisions)
         return f"closing {command.symbol} at market"
 
+    def _redeem_grant(self, command: Command) -> None:
+        if self.risk_gate is None:
+            raise CommandRefused("risk changes are disabled: this engine has no authentication gate")
+        try:
+            self.risk_gate.redeem(command)
+        except RiskChangeRefused as refused:
+            raise CommandRefused(str(refused)) from None
+
     async def _resume_breaker(self, command: ResumeBreaker, now_ms: int) -> str:
+        self._redeem_grant(command)
         try:
             events = self.core.breaker.manual_resume(command.breaker, now_ms)
         except CircuitBreakerException as exc:
@@ -139,17 +152,11 @@ class CommandHandler:
         return f"{command.breaker} breaker reset" if events else f"{command.breaker} breaker was not tripped"
 
     async def _set_risk_limit(self, command: SetRiskLimit, now_ms: int) -> str:
-        section, _, field = command.key.partition(".")
-        configs: dict[str, Any] = {"risk": self.core.risk.config, "breaker": self.core.breaker.config}
-        if section not in configs or not field or field not in type(configs[section]).model_fields:
-            raise CommandRefused(f"unknown setting {command.key!r}; use risk.<name> or breaker.<name>")
-        current = configs[section]
-        old_value = getattr(current, field)
+        self._redeem_grant(command)
         try:
-            updated = type(current).model_validate({**current.model_dump(), field: command.value})
-        except ValidationError as exc:
-            reason = "; ".join(str(e["msg"]) for e in exc.errors(include_url=False))
-            raise CommandRefused(f"{command.key} = {command.value!r} refused: {reason}") from None
+            old_value, updated = risk_setting_change(self.core, command.key, command.value)
+        except RiskChangeRefused as refused:
+            raise CommandRefused(str(refused)) from None
         if isinstance(updated, RiskConfig):
             self.core.risk.reconfigure(updated)
             self.core.limits.reconfigure(updated)

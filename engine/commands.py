@@ -7,7 +7,7 @@ time from a queue and reports the outcome as events. ``source`` names who asked
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,24 @@ class ClosePosition(Command):
 
 @dataclass(frozen=True)
 class ResumeBreaker(Command):
-    """Manually reset one tripped breaker (the only way out of a latching breaker)."""
+    """Manually reset one tripped breaker (the only way out of a latching breaker).
+
+    Needs ``grant`` from :class:`engine.risk_gate.RiskChangeGate` (an authentication step); without it
+    the engine refuses the command.
+    """
 
     breaker: str = ""
+    grant: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
 class SetRiskLimit(Command):
-    """Change one risk or breaker setting at runtime, e.g. ``risk.max_daily_loss_percent``."""
+    """Change one risk or breaker setting at runtime, e.g. ``risk.max_daily_loss_percent``.
+
+    Needs ``grant`` from :class:`engine.risk_gate.RiskChangeGate` (an authentication step); without it
+    the engine refuses the command.
+    """
 
     key: str = ""
     value: float = 0.0
+    grant: str = field(default="", repr=False)

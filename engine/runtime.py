@@ -36,6 +36,7 @@ from engine.execution.broker import Broker
 from engine.models import Candles, EquityPoint, Event
 from engine.persistence import EngineRecorder
 from engine.portfolio import Portfolio
+from engine.remote_control import build_risk_gate, start_notifier, stop_notifier
 from engine.snapshot import EngineSnapshot, SymbolView
 from engine.strategy import Strategy, StrategyParams
 from engine.symbol_state import DEFAULT_HISTORY_BARS, SymbolHistory, symbol_view
@@ -97,6 +98,8 @@ class TradingEngine:
         restore: bool | None = None,
         stop_when_replay_done: bool = False,
         poll_interval_s: float = 0.5,
+        risk_passphrase_hash: Any = None,
+        notifier_tuning: Any = None,
     ) -> None:
         self.settings = settings
         self.live = live
@@ -123,6 +126,11 @@ class TradingEngine:
         self.restore_state = (not self.replay) if restore is None else restore
         self.stop_when_replay_done = stop_when_replay_done
         self.poll_interval_s = poll_interval_s  # live feed: shortest pause between polls
+        # Remote control (engine.remote_control): risk changes need a grant from risk_gate; Telegram is optional.
+        self.risk_passphrase_hash = risk_passphrase_hash  # engine.security.auth.PassphraseHash | None
+        self.notifier_tuning = notifier_tuning  # engine.notify.NotifierTuning | None (tests: fast timings)
+        self.risk_gate: Any = None
+        self.notifier: Any = None
 
         self.histories = {s: SymbolHistory(s, self.timeframe, history_bars) for s in self.symbols}
         self.views: dict[str, SymbolView] = {s: SymbolView(s) for s in self.symbols}
@@ -197,7 +205,10 @@ class TradingEngine:
         try:
             await open_resources(self)
             assert self.recorder is not None and self.execution is not None
-            self._handler = CommandHandler(self.core, self.execution, self.emit, self._audit_log())
+            audit = self._audit_log()
+            self.risk_gate = build_risk_gate(self, audit)
+            self._handler = CommandHandler(self.core, self.execution, self.emit, audit, self.risk_gate)
+            self.notifier = await start_notifier(self)  # before the first publish; never raises
             self.engine_state = "running"
             self.started.set()
             self._publish_snapshot()
@@ -249,6 +260,7 @@ class TradingEngine:
         if self.execution is not None:
             with contextlib.suppress(Exception):
                 await self.execution.close()
+        await stop_notifier(self)  # queued events reach the outbox while the store is open
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.close()

@@ -12,6 +12,13 @@ Commands (only from chats in ``telegram.allowed_chat_ids``):
     ``/confirm <code>`` (``/confirm EXIT <code>`` also works) or reply ``YES <code>`` within the
     confirmation window (60 s); ``/cancel`` or any wrong code abandons it. Only then
     ``EmergencyExit`` is submitted.
+``/set KEY VALUE`` ``/resume_breaker NAME``
+    A runtime risk change (``SetRiskLimit``, e.g. ``/set risk.max_daily_loss_percent 3``) or a
+    breaker override (``ResumeBreaker``). The request is checked first (unknown setting or invalid
+    value: refused and audited), then the chat is asked to confirm it with a code exactly like
+    ``/exit_all``. Only a confirmed request from an allowed chat gets a grant from the engine's
+    :class:`engine.risk_gate.RiskChangeGate` and is submitted; every outcome (authorised, wrong
+    code, expired, cancelled) is audited with the old and new value.
 ``/report``
     The daily report now (does not reset the daily tally).
 ``/help``, ``/start``
@@ -45,8 +52,10 @@ from telegram.ext import (
 )
 
 from engine.bus import EngineHandle
-from engine.commands import Command, EmergencyExit, Halt, Resume
+from engine.commands import Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
 from engine.notify import formatting, views
+from engine.risk_gate import RiskChangeRefused
+from engine.security.auth import AuthenticationFailed
 from engine.snapshot import EngineSnapshot
 
 logger = logging.getLogger(__name__)
@@ -65,6 +74,8 @@ HELP_TEXT = (
     "/halt – stop new entries\n"
     "/resume – allow new entries\n"
     "/exit_all – close everything (asks for confirmation)\n"
+    "/set KEY VALUE – change a risk setting, e.g. /set risk.max_daily_loss_percent 3 (asks for confirmation)\n"
+    "/resume_breaker NAME – reset a tripped circuit breaker (asks for confirmation)\n"
     "/report – the daily report now"
 )
 
@@ -77,36 +88,58 @@ class AuditSink(Protocol):
     async def append(self, actor: str, action: str, detail: dict[str, Any], now_ms: int) -> Any: ...
 
 
+class RiskGate(Protocol):
+    """The engine's risk-change gate (``engine.risk_gate.RiskChangeGate`` has this shape)."""
+
+    async def check(self, command: Any) -> Any: ...
+
+    async def authorize_from_chat(
+        self, command: Any, chat_id: int, allowed_chat_ids: Any, *, confirmed: bool
+    ) -> Any: ...
+
+
 @dataclass(frozen=True)
 class PendingExit:
+    """A confirmation waiting for its code; ``action`` None is the emergency exit, else the command asked for."""
+
     code: str
     expires_at_s: float  # monotonic seconds
+    action: Any = None
 
 
 class ExitConfirmations:
-    """One pending emergency-exit confirmation per chat, valid for ``window_s`` seconds."""
+    """One pending confirmation per chat (an emergency exit or a risk change), valid for ``window_s`` seconds."""
 
     def __init__(self, window_s: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.window_s = window_s
         self._monotonic = monotonic
         self._pending: dict[int, PendingExit] = {}
 
-    def ask(self, chat_id: int) -> str:
-        """Starts (or restarts) a confirmation for ``chat_id``; returns the code to repeat."""
+    def ask(self, chat_id: int, action: Any = None) -> str:
+        """Starts (or replaces) the confirmation of ``action`` for ``chat_id``; returns the code to repeat."""
         code = f"{secrets.randbelow(10**CONFIRM_CODE_DIGITS):0{CONFIRM_CODE_DIGITS}d}"
-        self._pending[chat_id] = PendingExit(code, self._monotonic() + self.window_s)
+        self._pending[chat_id] = PendingExit(code, self._monotonic() + self.window_s, action)
         return code
 
     def answer(self, chat_id: int, code: str | None) -> str:
         """Consumes the pending confirmation: ``confirmed``, ``wrong_code``, ``expired`` or ``none``."""
+        return self.take(chat_id, code)[0]
+
+    def take(self, chat_id: int, code: str | None) -> tuple[str, Any]:
+        """Like :meth:`answer`, also returning the pending action (None for an emergency exit or none)."""
         pending = self._pending.pop(chat_id, None)
         if pending is None:
-            return "none"
+            return "none", None
         if self._monotonic() > pending.expires_at_s:
-            return "expired"
+            return "expired", pending.action
         if code is None or not secrets.compare_digest(code, pending.code):
-            return "wrong_code"
-        return "confirmed"
+            return "wrong_code", pending.action
+        return "confirmed", pending.action
+
+    def pending_action(self, chat_id: int) -> Any:
+        """The action awaiting confirmation in ``chat_id`` (None: an emergency exit, or nothing pending)."""
+        pending = self._pending.get(chat_id)
+        return None if pending is None else pending.action
 
     def cancel(self, chat_id: int) -> bool:
         """Drops the pending confirmation; True if there was one."""
@@ -128,6 +161,7 @@ class TelegramCommands:
         confirmations: pending /exit_all confirmations.
         now_ms: UTC ms for audit rows.
         submit_timeout_s: how long a handler waits for ``engine.submit`` to accept a command.
+        risk_gate: authenticates ``/set`` and ``/resume_breaker``; None refuses them.
     """
 
     def __init__(
@@ -139,6 +173,8 @@ class TelegramCommands:
         confirmations: ExitConfirmations,
         now_ms: Callable[[], int],
         submit_timeout_s: float = 5.0,
+        *,
+        risk_gate: RiskGate | None = None,
     ) -> None:
         self._engine = engine
         self._audit = audit
@@ -147,6 +183,7 @@ class TelegramCommands:
         self._confirmations = confirmations
         self._now_ms = now_ms
         self._submit_timeout_s = submit_timeout_s
+        self._risk_gate = risk_gate
 
     def handlers(self) -> list[tuple[BaseHandler[Update, Any, Any], int]]:
         """(handler, group) pairs: the unauthorised gate runs first (group -1) and stops the rest."""
@@ -167,6 +204,8 @@ class TelegramCommands:
             "resume": self._resume,
             "exit_all": self._exit_all,
             "confirm": self._confirm,
+            "set": self._set,
+            "resume_breaker": self._resume_breaker,
             "cancel": self._cancel,
             "report": self._report,
             "help": self._help,
@@ -285,8 +324,10 @@ class TelegramCommands:
     async def _settle_exit(self, update: Update, code: str | None) -> None:
         chat = update.effective_chat
         assert chat is not None
-        outcome = self._confirmations.answer(chat.id, code)
-        if outcome == "confirmed":
+        outcome, action = self._confirmations.take(chat.id, code)
+        if action is not None:
+            await self._settle_risk_change(update, chat.id, action, outcome)
+        elif outcome == "confirmed":
             await self._submit(
                 update,
                 EmergencyExit(source=self._source(update), reason="emergency exit confirmed on Telegram"),
@@ -302,11 +343,79 @@ class TelegramCommands:
     async def _cancel(self, update: Update, args: list[str]) -> None:
         chat = update.effective_chat
         assert chat is not None
+        action = self._confirmations.pending_action(chat.id)
         cancelled = self._confirmations.cancel(chat.id)
+        if action is not None:
+            await self._settle_risk_change(update, chat.id, action, "cancelled")
+            return
         await self._reply(update, "Emergency exit cancelled." if cancelled else "Nothing to cancel.")
+
+    # --- risk changes ----------------------------------------------------------------------------
+
+    async def _set(self, update: Update, args: list[str]) -> None:
+        usage = "Usage: <code>/set KEY VALUE</code>, e.g. <code>/set risk.max_daily_loss_percent 3</code>"
+        if len(args) != 2:
+            await self._reply(update, usage)
+            return
+        try:
+            value = float(args[1])
+        except ValueError:
+            await self._reply(update, f"{formatting.esc(args[1])} is not a number. {usage}")
+            return
+        await self._ask_risk_change(update, SetRiskLimit(source=self._source(update), key=args[0], value=value))
+
+    async def _resume_breaker(self, update: Update, args: list[str]) -> None:
+        if len(args) != 1:
+            await self._reply(update, "Usage: <code>/resume_breaker NAME</code> (see /breakers for the names)")
+            return
+        await self._ask_risk_change(update, ResumeBreaker(source=self._source(update), breaker=args[0]))
+
+    async def _ask_risk_change(self, update: Update, command: SetRiskLimit | ResumeBreaker) -> None:
+        chat = update.effective_chat
+        assert chat is not None
+        if self._risk_gate is None:
+            await self._reply(update, "Risk changes are not available: the engine has no authentication gate.")
+            return
+        try:
+            change = await self._risk_gate.check(command)  # an invalid request is refused (and audited) now
+        except RiskChangeRefused as refused:
+            await self._reply(update, f"Refused: {formatting.esc(refused)}")
+            return
+        code = self._confirmations.ask(chat.id, command)
+        window = int(round(self._confirmations.window_s))
+        await self._reply(
+            update,
+            f"⚠️ <b>{_risk_change_title(command)}</b>: <code>{formatting.esc(change.parameter)}</code> "
+            f"{formatting.esc(change.old_value)} → <b>{formatting.esc(change.new_value)}</b>\n"
+            f"To confirm within {window} s send <code>/confirm {code}</code> or reply <code>YES {code}</code>.\n"
+            "/cancel to abort.",
+        )
+
+    async def _settle_risk_change(self, update: Update, chat_id: int, command: Any, outcome: str) -> None:
+        """Grant and submit a confirmed risk change; audit (through the gate) any other outcome."""
+        assert self._risk_gate is not None
+        title = _risk_change_title(command)
+        try:
+            granted = await self._risk_gate.authorize_from_chat(
+                command, chat_id, self._allowed, confirmed=outcome == "confirmed"
+            )
+        except (AuthenticationFailed, RiskChangeRefused) as refused:
+            reasons = {
+                "wrong_code": "Code does not match",
+                "expired": "Confirmation expired",
+                "cancelled": "Cancelled",
+            }
+            reason = reasons.get(outcome, formatting.esc(refused))
+            await self._reply(update, f"{reason}: {title.lower()} abandoned; nothing was changed.")
+            return
+        await self._submit(update, granted, f"✅ {title} sent to the engine; an alert confirms it once applied.")
 
     async def _report(self, update: Update, args: list[str]) -> None:
         await self._reply(update, self._report_text())
 
     async def _help(self, update: Update, args: list[str]) -> None:
         await self._reply(update, HELP_TEXT)
+
+
+def _risk_change_title(command: Any) -> str:
+    return "Breaker override" if isinstance(command, ResumeBreaker) else "Risk change"

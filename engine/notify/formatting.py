@@ -23,6 +23,7 @@ EmergencyExitCompleted        closed, pnl, errors
 TradingStateChanged           old, new (or state), reason
 SystemError                   component, error
 OrderRejected                 symbol, side, qty, reason
+RiskLimitChanged              key, old, new, source (an authenticated runtime risk change)
 ============================  =================================================================
 
 Any other kind is not sent unless its severity is ``critical`` (then ``Event.message`` is sent).
@@ -251,6 +252,18 @@ def _system_error(event: Event) -> str:
     )
 
 
+def _risk_limit_changed(event: Event) -> str:
+    d = event.data
+    change = None
+    if d.get("key") is not None:
+        change = f"<code>{esc(d['key'])}</code>: <b>{esc(d.get('old'))} → {esc(d.get('new'))}</b>"
+    return lines(
+        _title(event, "Risk setting changed"),
+        change or _message_line(event),
+        f"By: {esc(d['source'])}" if d.get("source") else None,
+    )
+
+
 def _order_rejected(event: Event) -> str:
     d = event.data
     what = " ".join(str(d[k]).upper() if k == "side" else str(d[k]) for k in ("side", "symbol") if d.get(k))
@@ -275,6 +288,7 @@ EVENT_FORMATTERS: dict[str, Callable[[Event], str]] = {
     "TradingStateChanged": _state_changed,
     "SystemError": _system_error,
     "OrderRejected": _order_rejected,
+    "RiskLimitChanged": _risk_limit_changed,
 }
 
 

@@ -23,7 +23,11 @@ Wiring notes for the runtime: call ``start()`` before the engine publishes (the 
 begins at start), ``stop()`` before closing the store; the clock decides the daily report, so a
 replay clock yields a report per simulated day. Commands arrive as ``engine.submit(Halt|Resume|
 EmergencyExit(source="telegram:<chat id>"))``; their outcome should come back as events
-(``TradingStateChanged``, ``EmergencyExitStarted``/``Completed``), which are sent as alerts.
+(``TradingStateChanged``, ``EmergencyExitStarted``/``Completed``), which are sent as alerts. Risk
+changes (``/set``, ``/resume_breaker``) need the engine's :class:`engine.risk_gate.RiskChangeGate`
+(``risk_gate``); without one they are refused. :mod:`engine.remote_control` does this wiring for
+:class:`engine.runtime.TradingEngine`. ``stop()`` gives alerts already queued one last delivery
+round (at most ``NotifierTuning.stop_flush_s``) when connected; the rest wait for the next run.
 
 The bot token never reaches a log line or an exception text: the HTTP client loggers (which
 print request URLs, and a Bot API URL contains the token) are set to WARNING, the token is
@@ -48,7 +52,7 @@ from telegram.ext import Application, ContextTypes
 from engine.bus import EngineHandle, Subscription
 from engine.config import Settings, TelegramConfig
 from engine.models import Event
-from engine.notify.commands import AuditSink, ExitConfirmations, TelegramCommands
+from engine.notify.commands import AuditSink, ExitConfirmations, RiskGate, TelegramCommands
 from engine.notify.formatting import format_event
 from engine.notify.outbox import ChatRateLimiter, OutboxSender, RetryPolicy, wall_ms
 from engine.notify.report import DailySchedule
@@ -87,6 +91,7 @@ class NotifierTuning:
         report_check_interval_s: how often the daily-report schedule looks at the clock.
         confirm_window_s: how long an /exit_all confirmation stays valid.
         submit_timeout_s: how long a command handler waits for ``engine.submit``.
+        stop_flush_s: at stop, how long one last delivery of queued alerts may take (0 = none).
     """
 
     poll_timeout_s: float = 10.0
@@ -101,6 +106,7 @@ class NotifierTuning:
     report_check_interval_s: float = 1.0
     confirm_window_s: float = 60.0
     submit_timeout_s: float = 5.0
+    stop_flush_s: float = 3.0
 
 
 class TelegramNotifier:
@@ -113,6 +119,7 @@ class TelegramNotifier:
         clock: the engine clock, for the daily report schedule and audit times.
         tuning: timing knobs.
         audit: where commands are audited; defaults to the store's hash-chained AuditLog.
+        risk_gate: authenticates ``/set`` and ``/resume_breaker``; None refuses them.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class TelegramNotifier:
         *,
         tuning: NotifierTuning | None = None,
         audit: AuditSink | None = None,
+        risk_gate: RiskGate | None = None,
     ) -> None:
         if config.token is None or not config.enabled:
             raise ValueError("TelegramNotifier needs telegram.token; use create_notifier to get None instead")
@@ -161,6 +169,7 @@ class TelegramNotifier:
             ExitConfirmations(self._tuning.confirm_window_s),
             clock.now_ms,
             self._tuning.submit_timeout_s,
+            risk_gate=risk_gate,
         )
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -203,8 +212,18 @@ class TelegramNotifier:
             await self._enqueue_events(self._subscription.drain_events())
             self._subscription.close()
             self._subscription = None
+        await self._flush_outbox()
         await self._shutdown_application()
         self.status = "stopped"
+
+    async def _flush_outbox(self) -> None:
+        """One last bounded delivery round, so the alerts of a short run are not left for the next one."""
+        if self._tuning.stop_flush_s <= 0 or not self._connected.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.sender.deliver_due(), self._tuning.stop_flush_s)
+        except Exception as error:  # noqa: BLE001 - undelivered rows stay pending for the next run
+            logger.warning("Telegram: queued alerts not flushed at stop (%s)", type(error).__name__)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
@@ -358,12 +377,17 @@ def create_notifier(
     clock: Clock,
     *,
     tuning: NotifierTuning | None = None,
+    risk_gate: RiskGate | None = None,
 ) -> TelegramNotifier | None:
-    """The notifier for ``settings.telegram``, or None when no token is configured (Telegram off)."""
+    """The notifier for ``settings.telegram``, or None when no token is configured (Telegram off).
+
+    Args:
+        risk_gate: the engine's risk-change gate, for ``/set`` and ``/resume_breaker``.
+    """
     if not settings.telegram.enabled:
         logger.info("Telegram is off (no telegram.token configured)")
         return None
-    return TelegramNotifier(settings.telegram, store, engine, clock, tuning=tuning)
+    return TelegramNotifier(settings.telegram, store, engine, clock, tuning=tuning, risk_gate=risk_gate)
 
 
 def bot_api_base_url(base_url: str) -> str:

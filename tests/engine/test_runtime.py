@@ -13,8 +13,11 @@ from engine.commands import ClosePosition, EmergencyExit, Halt, Resume, ResumeBr
 from engine.config import ExchangeConfig
 from engine.errors import ConfigException
 from engine.models import TradingState
+from engine.risk_gate import RiskChangeRefused
 from engine.runtime import build_engine
 from engine.security.audit import AuditLog
+from engine.security.auth import hash_passphrase
+from engine.security.crypto import KdfParams
 from engine.store import Store
 from tests.engine.runtime_helpers import (
     btc_window,
@@ -152,17 +155,20 @@ async def test_close_position_closes_that_symbol_and_refuses_a_flat_one(tmp_path
     await finish(engine, task)
 
 
-async def test_set_risk_limit_applies_a_valid_value_and_refuses_an_invalid_one(tmp_path: Path) -> None:
-    engine = paper_engine(tmp_path, {"BTC/USDT": btc_window(length=520)}, replay_speed=10.0)
+async def test_set_risk_limit_applies_an_authenticated_value_and_refuses_an_invalid_one(tmp_path: Path) -> None:
+    engine = paper_engine(tmp_path, {"BTC/USDT": btc_window(length=520)}, replay_speed=10.0,
+                          risk_passphrase_hash=hash_passphrase("risk-pass-123", KdfParams(n=2**4, r=8, p=1)))
     events = engine.bus.subscribe("test")
     task = start(engine)
-    await engine.submit(SetRiskLimit(source="console", key="risk.max_daily_loss_percent", value=3.0))
+    await engine.started.wait()
+    change = SetRiskLimit(source="console", key="risk.max_daily_loss_percent", value=3.0)
+    await engine.submit(await engine.risk_gate.authorize_with_passphrase(change, "risk-pass-123"))
     changed = await wait_for_event(events, "RiskLimitChanged")
     assert changed.data["new"] == 3.0 and engine.core.risk.config.max_daily_loss_percent == 3.0
 
-    await engine.submit(SetRiskLimit(source="console", key="risk.max_daily_loss_percent", value=500.0))
-    refused = await wait_for_event(events, "CommandRejected")
-    assert "refused" in refused.data["outcome"]
+    with pytest.raises(RiskChangeRefused, match="refused"):
+        await engine.risk_gate.authorize_with_passphrase(
+            SetRiskLimit(source="console", key="risk.max_daily_loss_percent", value=500.0), "risk-pass-123")
     assert engine.core.risk.config.max_daily_loss_percent == 3.0
     await finish(engine, task)
 
