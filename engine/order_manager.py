@@ -90,6 +90,18 @@ class OrderManager:
     async def close(self) -> None:
         await self.broker.close()
 
+    async def probe(self) -> None:
+        """One cheap exchange call for the health monitor; its outcome reaches the system breaker.
+
+        Raises:
+            ExchangeCallException: the exchange did not answer (already counted as an API error).
+        """
+        server_time = getattr(self.broker, "fetch_server_time_ms", None)
+        if server_time is not None:
+            await server_time()
+        else:  # a broker without a clock call: the balance query is the next cheapest
+            await self.broker.fetch_balances()
+
     # ---------------------------------------------------------------------------------------- bars
     async def on_bar(self, prepared: PreparedSymbol, index: int) -> None:
         symbol = prepared.symbol

@@ -2,7 +2,7 @@
 
 Candles flow down, snapshots flow up, commands flow in::
 
-    feed (replay | ccxt) --closed candle--> per-symbol queue --> worker: history -> Strategy.prepare
+    feed (replay | ccxt) --closed candle--> per-symbol queue --> worker: history -> prepared (incremental)
         -> execution.on_bar (paper: SimulatedAccount; live: OrderManager -> Broker) -> store
     engine --EngineSnapshot (throttled) / Event (every one)--> Bus --> console, Telegram
     console, Telegram --Command--> engine.submit --> one at a time --> CommandHandler
@@ -33,6 +33,7 @@ from engine.data.replay_feed import DEFAULT_WARMUP_BARS
 from engine.decision import Decision, DecisionCore
 from engine.errors import ConfigException
 from engine.execution.broker import Broker
+from engine.health import DEFAULT_HEALTH_INTERVAL_S, SystemHealthMonitor
 from engine.models import Candles, EquityPoint, Event
 from engine.persistence import EngineRecorder
 from engine.portfolio import Portfolio
@@ -100,6 +101,7 @@ class TradingEngine:
         poll_interval_s: float = 0.5,
         risk_passphrase_hash: Any = None,
         notifier_tuning: Any = None,
+        health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S,
     ) -> None:
         self.settings = settings
         self.live = live
@@ -131,6 +133,7 @@ class TradingEngine:
         self.notifier_tuning = notifier_tuning  # engine.notify.NotifierTuning | None (tests: fast timings)
         self.risk_gate: Any = None
         self.notifier: Any = None
+        self.health_interval_s = health_interval_s  # breaker clock and exchange probe (engine.health)
 
         self.histories = {s: SymbolHistory(s, self.timeframe, history_bars) for s in self.symbols}
         self.views: dict[str, SymbolView] = {s: SymbolView(s) for s in self.symbols}
@@ -205,6 +208,9 @@ class TradingEngine:
         try:
             await open_resources(self)
             assert self.recorder is not None and self.execution is not None
+            for history in self.histories.values():  # one vectorised pass now; each closed candle is O(1)
+                if len(history):
+                    history.prepared(self.strategy)
             audit = self._audit_log()
             self.risk_gate = build_risk_gate(self, audit)
             self._handler = CommandHandler(self.core, self.execution, self.emit, audit, self.risk_gate)
@@ -216,6 +222,7 @@ class TradingEngine:
                 asyncio.create_task(self.recorder.run(), name="store writer"),
                 asyncio.create_task(self._snapshot_loop(), name="snapshots"),
                 asyncio.create_task(self._command_loop(), name="commands"),
+                asyncio.create_task(self._health_monitor().run(), name="system health"),
                 *(asyncio.create_task(self._symbol_worker(s), name=f"worker {s}") for s in self.symbols),
             ]
             feed_task = asyncio.create_task(self._run_feed(), name="feed")
@@ -269,6 +276,11 @@ class TradingEngine:
         self._publish_snapshot()
         log.info("engine %s", self.engine_state)
 
+    def _health_monitor(self) -> SystemHealthMonitor:
+        """The system breaker ages its errors on the clock and, live, the exchange is probed between candles."""
+        probe = getattr(self.execution, "probe", None)
+        return SystemHealthMonitor(self.core.breaker, self.clock, self.emit_all, probe, self.health_interval_s)
+
     def _audit_log(self) -> Any:
         try:
             from engine.security.audit import AuditLog
@@ -309,7 +321,7 @@ class TradingEngine:
             return False
         if isinstance(self.clock, SimulatedClock):
             self.clock.advance_to(candle.close_time_ms)
-        prepared = self.strategy.prepare(history.candles())
+        prepared = history.prepared(self.strategy)  # incremental after the first call
         index = len(prepared) - 1
         assert self.execution is not None
         await self.execution.on_bar(prepared, index)
@@ -435,7 +447,8 @@ def build_engine(settings: Settings, *, live: bool = False, **options: Any) -> T
         settings: loaded settings; ``exchange.mode``/``feed`` choose paper or live, replay or live candles.
         live: the ``--live`` flag. Live trading needs it *and* ``exchange.mode = "live"`` with keys.
         options: forwarded to :class:`TradingEngine` (clock, series, broker, database_path, warmup_bars,
-            history_bars, replay_speed, snapshot_rate_hz, restore, stop_when_replay_done, poll_interval_s).
+            history_bars, replay_speed, snapshot_rate_hz, restore, stop_when_replay_done, poll_interval_s,
+            health_interval_s).
 
     Raises:
         ConfigException: live trading asked for without keys, flag or live feed, or the other way round.

@@ -20,6 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import ccxt  # type: ignore[import-untyped]
@@ -312,6 +313,18 @@ class CcxtBroker:
             for asset, total in totals.items()
             if total
         }
+
+    async def fetch_server_time_ms(self) -> int:
+        """The exchange's clock (UTC ms): the cheapest call (public, weight 1), used as a health probe.
+
+        One attempt only (a probe that retries would hide the outage it is there to report); its
+        failure or success reaches ``on_error``/``on_success`` like every other call.
+        """
+        policy = replace(self._policy, max_attempts=1)
+        result = await call_with_retry("fetch_server_time", lambda: self._client.fetch_time(), policy=policy,
+                                       on_error=self._on_error, on_success=self._on_success, sleep=self._sleep,
+                                       rng=self._rng)
+        return int(result)
 
     async def close(self) -> None:
         await self._client.close()

@@ -176,6 +176,10 @@ class FakeBinance:
         market_id = None if symbol is None else symbol.replace("/", "")
         self._faults[(method.upper(), path)].append(_Injected(chosen, times, market_id))
 
+    def clear_faults(self) -> None:
+        """Forgets every injected fault not yet used up: the exchange behaves from now on."""
+        self._faults.clear()
+
     def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
         return [r for r in self.log if (method is None or r.method == method) and (path is None or r.path == path)]
 
