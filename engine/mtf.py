@@ -155,16 +155,32 @@ class MultiTimeframeAnalyzer:
     def trend(self, candles: Candles) -> Int8Array:
         """Trend per candle of one timeframe: +1 up, -1 down, 0 neutral or warm-up (bar t uses 0..t)."""
         close = candles.close
-        result = np.zeros(len(candles), dtype=np.int8)
         if len(candles) == 0:
-            return result
+            return np.zeros(0, dtype=np.int8)
+        magic = fast = slow = None
         if self.trend_method in ("magic_trend", "magic_trend_and_ema"):
             magic = magic_trend(
                 candles.high, candles.low, close, self.cci_period, self.atr_period, self.atr_coeff
             ).direction
-            if self.trend_method == "magic_trend":
-                return magic.astype(np.int8)
-        fast, slow = ema(close, self.ema_fast), ema(close, self.ema_slow)
+        if self.trend_method in ("ema", "magic_trend_and_ema"):
+            fast, slow = ema(close, self.ema_fast), ema(close, self.ema_slow)
+        return self.combine_trend(magic, fast, slow)
+
+    def combine_trend(
+        self, magic: Int8Array | None, fast: FloatArray | None, slow: FloatArray | None
+    ) -> Int8Array:
+        """The trend rule on its inputs, for arrays of any length (one candle in the incremental path).
+
+        Args:
+            magic: Magic Trend direction per candle (needed unless ``trend_method == "ema"``).
+            fast, slow: ``ema(close, ema_fast)`` and ``ema(close, ema_slow)`` (needed unless
+                ``trend_method == "magic_trend"``).
+        """
+        if self.trend_method == "magic_trend":
+            assert magic is not None
+            return magic.astype(np.int8)
+        assert fast is not None and slow is not None
+        result = np.zeros(len(fast), dtype=np.int8)
         with np.errstate(divide="ignore", invalid="ignore"):
             gap_pct = np.where(slow > 0, (fast - slow) / slow * 100.0, np.nan)
         band = self.neutral_band_pct
@@ -172,6 +188,7 @@ class MultiTimeframeAnalyzer:
         result[gap_pct < -band] = -1  # NaN (warm-up) compares False both ways: neutral
         if self.trend_method == "ema":
             return result
+        assert magic is not None
         return np.where(result == magic, result, 0).astype(np.int8)
 
     # --- confluence rules (one implementation for arrays and single bars) -----------------------------

@@ -116,6 +116,11 @@ class IncrementalSignalEngine:
 
     def update(self, open_time_ms: int, high: float, low: float, close: float) -> TradingSignal:
         """Take the next closed bar (prices in quote currency) and return its signal."""
+        return self.update_row(open_time_ms, high, low, close).signal_at(0)
+
+    def update_row(self, open_time_ms: int, high: float, low: float, close: float) -> SignalFrame:
+        """Take the next closed bar and return its one-row :class:`SignalFrame` (every column, not just the
+        signal): the row equals the vectorised frame's row for this bar."""
         p = self.params
         previous_close = self._close[-1] if self._close else math.nan
         self._times.append(int(open_time_ms))
@@ -185,7 +190,7 @@ class IncrementalSignalEngine:
             bar.atr,
             np.array([cause], dtype=np.int8),
         )
-        return row.signal_at(0)
+        return row
 
     def _update_trend(self, highs: np.ndarray, lows: np.ndarray, closes: np.ndarray) -> tuple[int, float]:
         """One Magic Trend step (same rules and warm-up as ``indicators.magic_trend``)."""

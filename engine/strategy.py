@@ -152,7 +152,8 @@ class Strategy:
         self.volume_analyzer = VolumeAnalyzer(lookback_periods=params.volume_lookback)
         self._timeframes = params.mtf_timeframes
 
-    def _mtf_for(self, base_timeframe: str) -> MultiTimeframeAnalyzer:
+    def mtf_analyzer(self, base_timeframe: str) -> MultiTimeframeAnalyzer:
+        """The multi-timeframe analyser for base candles of ``base_timeframe`` (timeframes below it are skipped)."""
         from engine.timeframes import parse_timeframe
 
         base_ms = parse_timeframe(base_timeframe)
@@ -166,37 +167,17 @@ class Strategy:
 
     def prepare(self, candles: Candles, higher: dict[str, Candles] | None = None) -> PreparedSymbol:
         """Compute every per-bar input for ``candles`` (one symbol, oldest first)."""
-        p = self.params
         signals = self.signal_engine.compute(candles)
-        mtf = self._mtf_for(candles.timeframe).prepare(candles, higher)
+        mtf = self.mtf_analyzer(candles.timeframe).prepare(candles, higher)
         volume = self.volume_analyzer.analyze(candles)
-
-        long_conf = volume.confirmation_for(SignalType.LONG)
-        short_conf = volume.confirmation_for(SignalType.SHORT)
-        raw = signals.signal
-        is_long = raw == SIGNAL_LONG
-        is_short = (raw == SIGNAL_SHORT) & p.allow_short
-        volume_conf = np.where(is_long, long_conf, np.where(is_short, short_conf, 0.0))
-        volume_conf = np.nan_to_num(volume_conf, nan=0.0)
-        strength = signals.strength * (1.0 - p.volume_weight + p.volume_weight * volume_conf)
-        multiplier = np.where(is_long, mtf.long_multiplier, np.where(is_short, mtf.short_multiplier, 0.0))
-        allowed = (is_long | is_short) & (multiplier > 0.0) & (strength >= p.min_entry_strength)
-        if p.require_volume_confirmation:
-            allowed &= volume_conf >= p.min_volume_confirmation
-        direction = np.where(allowed, np.where(is_long, 1, -1), 0).astype(np.int8)
-
-        exit_long = signals.exit_long.copy()
-        exit_short = signals.exit_short.copy()
-        if p.exit_on_mtf_conflict:
-            exit_long |= mtf.long_conflicting
-            exit_short |= mtf.short_conflicting
-
+        entries = fold_entries_and_exits(self.params, signals, mtf, volume)
         atr = ind.atr(candles.high, candles.low, candles.close, self.risk_config.atr_lookback)
-        volatility_ratio = atr / _previous_median(atr, self.risk_config.volatility_median_lookback)
-        volatility_ratio = np.where(np.isfinite(volatility_ratio), volatility_ratio, 1.0)
-        normal = _previous_median(atr, self.breaker_config.volatility_lookback)
-        with np.errstate(invalid="ignore"):
-            alarm = np.isfinite(normal) & (atr >= self.breaker_config.volatility_multiplier * normal)
+        volatility = volatility_inputs(
+            atr,
+            _previous_median(atr, self.risk_config.volatility_median_lookback),
+            _previous_median(atr, self.breaker_config.volatility_lookback),
+            self.breaker_config,
+        )
         swing_low, swing_high = swing_levels(candles.high, candles.low, self.risk_config.swing_lookback)
         return PreparedSymbol(
             symbol=candles.symbol,
@@ -204,15 +185,87 @@ class Strategy:
             signals=signals,
             mtf=mtf,
             volume=volume,
-            entry_direction=direction,
-            entry_strength=np.clip(np.where(allowed, strength, 0.0), 0.0, 1.0),
-            entry_multiplier=np.where(allowed, multiplier, 0.0),
-            exit_long=exit_long,
-            exit_short=exit_short,
+            entry_direction=entries.direction,
+            entry_strength=entries.strength,
+            entry_multiplier=entries.multiplier,
+            exit_long=entries.exit_long,
+            exit_short=entries.exit_short,
             atr=atr,
-            volatility_ratio=volatility_ratio,
-            normal_volatility=normal,
-            volatility_alarm=alarm,
+            volatility_ratio=volatility.ratio,
+            normal_volatility=volatility.normal,
+            volatility_alarm=volatility.alarm,
             swing_low=swing_low,
             swing_high=swing_high,
         )
+
+
+@dataclass(frozen=True, eq=False)
+class EntriesAndExits:
+    """The entry and exit rules' outputs per bar (see :class:`PreparedSymbol` for each array)."""
+
+    direction: Int8Array
+    strength: FloatArray
+    multiplier: FloatArray
+    exit_long: BoolArray
+    exit_short: BoolArray
+
+
+def fold_entries_and_exits(
+    params: StrategyParams, signals: SignalFrame, mtf: MtfFrame, volume: VolumeFrame
+) -> EntriesAndExits:
+    """The entry and exit rules of the module docstring, bar by bar.
+
+    Frames of any length (the whole history in :meth:`Strategy.prepare`, the newest bar in
+    :class:`engine.strategy_live.IncrementalPreparer`), aligned with each other: the rules exist once.
+    """
+    p = params
+    long_conf = volume.confirmation_for(SignalType.LONG)
+    short_conf = volume.confirmation_for(SignalType.SHORT)
+    raw = signals.signal
+    is_long = raw == SIGNAL_LONG
+    is_short = (raw == SIGNAL_SHORT) & p.allow_short
+    volume_conf = np.where(is_long, long_conf, np.where(is_short, short_conf, 0.0))
+    volume_conf = np.nan_to_num(volume_conf, nan=0.0)
+    strength = signals.strength * (1.0 - p.volume_weight + p.volume_weight * volume_conf)
+    multiplier = np.where(is_long, mtf.long_multiplier, np.where(is_short, mtf.short_multiplier, 0.0))
+    allowed = (is_long | is_short) & (multiplier > 0.0) & (strength >= p.min_entry_strength)
+    if p.require_volume_confirmation:
+        allowed &= volume_conf >= p.min_volume_confirmation
+    exit_long = signals.exit_long.copy()
+    exit_short = signals.exit_short.copy()
+    if p.exit_on_mtf_conflict:
+        exit_long |= mtf.long_conflicting
+        exit_short |= mtf.short_conflicting
+    return EntriesAndExits(
+        direction=np.where(allowed, np.where(is_long, 1, -1), 0).astype(np.int8),
+        strength=np.clip(np.where(allowed, strength, 0.0), 0.0, 1.0),
+        multiplier=np.where(allowed, multiplier, 0.0),
+        exit_long=exit_long,
+        exit_short=exit_short,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class VolatilityInputs:
+    """Sizing and breaker inputs derived from the ATR (see :class:`PreparedSymbol`)."""
+
+    ratio: FloatArray
+    normal: FloatArray
+    alarm: BoolArray
+
+
+def volatility_inputs(
+    atr: FloatArray, sizing_median: FloatArray, normal: FloatArray, breaker: BreakerConfig
+) -> VolatilityInputs:
+    """The volatility rules, bar by bar, for arrays of any length.
+
+    Args:
+        atr: ATR per bar (quote currency).
+        sizing_median: median ATR of the ``risk.volatility_median_lookback`` bars before each bar (NaN: unknown).
+        normal: median ATR of the ``breaker.volatility_lookback`` bars before each bar (NaN: unknown).
+        breaker: gives the alarm's ``volatility_multiplier``.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = atr / sizing_median
+        alarm = np.isfinite(normal) & (atr >= breaker.volatility_multiplier * normal)
+    return VolatilityInputs(np.where(np.isfinite(ratio), ratio, 1.0), normal, alarm)
