@@ -1,11 +1,11 @@
 """Provides SymbolHistory (a symbol's rolling closed-candle history) and the console's SymbolView of it.
 
-The runtime appends each newly closed candle and hands the history to ``Strategy.prepare``; the
-prepared arrays are free of look-ahead, so the value at the newest bar equals what a backtest over
-the same bars computes. The history is capped at ``max_bars``: beyond it the oldest bars are dropped,
-which bounds the per-candle cost (prepare is O(bars)) at the price of indicator warm-up starting at
-the cap's first bar; keep the cap well above the slowest indicator's warm-up (the daily trend's slow
-EMA needs ``mtf_ema_slow`` days).
+The runtime appends each newly closed candle and asks the history for its decision inputs
+(:meth:`SymbolHistory.prepared`): the first time they come from one vectorised ``Strategy.prepare``
+over the held candles, afterwards an :class:`engine.strategy_live.IncrementalPreparer` appends the new
+bars' values in O(1) each. Every value equals what ``Strategy.prepare`` (and so a backtest) computes over
+all bars since that first call. The history is capped at ``max_bars``: beyond it the oldest bars are
+dropped, which bounds memory; warm-up is not affected (recursive indicators carry on from their state).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 from engine.data.live_feed import ClosedCandle
 from engine.models import Candles
 from engine.snapshot import SymbolView
-from engine.strategy import PreparedSymbol
+from engine.strategy import PreparedSymbol, Strategy
+from engine.strategy_live import IncrementalPreparer
 
 DEFAULT_HISTORY_BARS = 1500
-"""Bars kept per symbol (1500 1h bars: 62 days, enough for a 50-bar daily EMA)."""
+"""Bars kept per symbol (1500 1h bars: 62 days, enough for a 50-bar daily EMA at the first prepare)."""
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -40,6 +41,7 @@ class SymbolHistory:
         self._values = {name: np.zeros(capacity, dtype=np.float64) for name in _COLUMNS}
         self._start = 0
         self._stop = 0
+        self._preparer: IncrementalPreparer | None = None
 
     def __len__(self) -> int:
         return self._stop - self._start
@@ -91,6 +93,28 @@ class SymbolHistory:
             self._time[window].copy(),
             *(self._values[name][window].copy() for name in _COLUMNS),
         )
+
+
+    def prepared(self, strategy: Strategy) -> PreparedSymbol:
+        """Decision inputs for the held candles, newest bar last (see the module docstring).
+
+        The first call (or one with another strategy, or after more than ``max_bars`` bars arrived since
+        the previous call) prepares the held candles in one vectorised pass; later calls feed only the bars
+        appended since, one at a time.
+        """
+        preparer = self._preparer
+        last = preparer.last_open_ms if preparer is not None else None
+        held_from = self._time[self._start] if self._stop > self._start else None
+        if preparer is None or preparer.strategy is not strategy or last is None or held_from is None \
+                or last < held_from:
+            self._preparer = preparer = IncrementalPreparer(strategy, self.max_bars)
+            return preparer.prime(self.candles())
+        first_new = self._start + int(np.searchsorted(self._time[self._start : self._stop], last, side="right"))
+        for i in range(first_new, self._stop):
+            preparer.update(int(self._time[i]), *(float(self._values[name][i]) for name in _COLUMNS))
+        prepared = preparer.prepared
+        assert prepared is not None
+        return prepared
 
 
 def symbol_view(prepared: PreparedSymbol, index: int) -> SymbolView:
