@@ -19,7 +19,7 @@ from engine.decision import Decision, EntryDecision, ExitDecision, StopMoved
 from engine.errors import ExchangeCallException, ExchangeUnavailableException, StopWouldTriggerException
 from engine.execution.broker import Broker, OrderAck, StopReplaceError, make_client_order_id
 from engine.models import Event, Fill, Order, OrderStatus, OrderType, PositionSide, Side
-from engine.portfolio import QUANTITY_EPSILON
+from engine.portfolio import QUANTITY_EPSILON, OpenPosition
 from engine.strategy import PreparedSymbol
 
 if TYPE_CHECKING:
@@ -287,10 +287,13 @@ class OrderManager:
             return
         if ack is not None and ack.status is OrderStatus.FILLED:
             await self._stop_filled(symbol, stop, ack)
-        elif ack is not None and ack.status.is_terminal:
-            await self._save(replace(stop, status=ack.status))
+        elif ack is None or ack.status.is_terminal:  # cancelled or expired outside the bot, or unknown there
+            await self._save(replace(stop, status=OrderStatus.CANCELED if ack is None else ack.status))
             self.stops.pop(symbol, None)
             if symbol in self.portfolio.positions:
+                self._emit("StopLost", f"{symbol}: exchange stop {stop.client_order_id} is gone "
+                           f"({'unknown' if ack is None else ack.status.value}); placing a new one",
+                           {"symbol": symbol, "client_order_id": stop.client_order_id}, "warning")
                 await self.protect(symbol)
 
     async def _stop_filled(self, symbol: str, stop: Order, ack: OrderAck) -> None:
@@ -353,14 +356,35 @@ class OrderManager:
     async def _close(self, symbol: str, order: Order, ack: OrderAck, reason: str) -> None:
         price = ack.average_price or _average(ack.fills) or float(order.stop_price or 0.0)
         fee = sum(f.fee for f in ack.fills)
+        remainder = self._split_unsold(symbol, ack.filled_quantity)
         trade = self.portfolio.close(symbol, price, fee, self._now(), reason)
-        await self._record_fills(order, ack.fills, None, trade)
+        if remainder is not None:
+            self.portfolio.update(remainder)
+        await self._record_fills(order, ack.fills, None if remainder is None else remainder.to_position(), trade)
         self.core.order_resolved(symbol)
         self.engine.recorder.save_portfolio(self.portfolio, self._now())  # type: ignore[union-attr]
         self._emit("PositionClosed", f"{symbol} long closed @ {price:.8g} ({reason}) pnl {trade.pnl:+.2f}",
                    {"symbol": symbol, "side": "long", "qty": trade.quantity, "entry": trade.entry_price,
                     "exit": price, "pnl": trade.pnl, "reason": reason}, "info" if trade.pnl >= 0 else "warning")
         self.engine.emit_all(self.core.on_trade_closed(trade, self._now()).events)
+        if remainder is not None:
+            self._emit("PositionReduced", f"{symbol}: only {trade.quantity:g} sold; {remainder.quantity:g} still "
+                       "held and protected", {"symbol": symbol, "sold": trade.quantity, "qty": remainder.quantity},
+                       "warning")
+            await self.protect(symbol)
+
+    def _split_unsold(self, symbol: str, sold: float) -> OpenPosition | None:
+        """A sell that filled short of the position (a partial fill): book only what sold, return the rest.
+
+        The position in the portfolio becomes the sold part (entry fee pro rata) so that closing it
+        records a trade of the sold quantity; the returned remainder is what the exchange still holds.
+        """
+        position = self.portfolio.positions[symbol]
+        if sold <= QUANTITY_EPSILON or position.quantity - sold < self.core.limits_for(symbol).lot_step:
+            return None
+        sold_ratio = sold / position.quantity
+        self.portfolio.update(replace(position, quantity=sold, entry_fee=position.entry_fee * sold_ratio))
+        return replace(position, quantity=position.quantity - sold, entry_fee=position.entry_fee * (1 - sold_ratio))
 
     async def _record_fills(self, order: Order, fills: tuple[Fill, ...], position: Any, trade: Any) -> None:
         if not fills:  # the venue reported no trades: book one fill from the order's totals
