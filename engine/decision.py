@@ -10,7 +10,7 @@ While flat with no entry signal and calm volatility a bar costs a few attribute 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from engine.breaker import VOLATILITY, CircuitBreaker
@@ -181,18 +181,17 @@ class DecisionCore:
             atr=float(prepared.atr[index]),
             swing_price=float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
         )
-        position = replace(
-            position,
-            best_price=float(best),
-            stop_price=update.stop_price,
-            trailing_active=position.trailing_active or update.moved,
-            bars_held=position.bars_held + 1,
-        )
-        self.portfolio.update(position)
+        # In place (see OpenPosition): a new record per bar was the most expensive part of a bar.
+        position.best_price = float(best)
+        position.stop_price = update.stop_price
+        position.trailing_active = position.trailing_active or update.moved
+        position.bars_held += 1
+        exit_now = prepared.exit_long[index] if is_long else prepared.exit_short[index]
+        if not update.moved and not exit_now:
+            return ()
         decisions: list[Decision] = []
         if update.moved:
             decisions.append(StopMoved(symbol, update.stop_price, now_ms))
-        exit_now = prepared.exit_long[index] if is_long else prepared.exit_short[index]
         if exit_now:
             self.pending.add(symbol)
             reasons = prepared.signals.signal_at(index).reasons or ("exit condition",)

@@ -6,7 +6,7 @@ shorts share one formula; equity is cash plus every position marked to its last 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from engine.models import ClosedTrade, Position, PositionSide
 
@@ -14,9 +14,14 @@ from engine.models import ClosedTrade, Position, PositionSide
 QUANTITY_EPSILON = 1e-12
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OpenPosition:
     """A position with the stop state the decision path manages.
+
+    Mutable on purpose: the decision path updates the last price, best price, stop and bar count of an
+    open position on every bar, in place (creating a new record per bar cost more than the rest of the
+    bar). Anything that leaves the engine (snapshots, stored rows) is converted at the edge with
+    :meth:`to_position` or ``dataclasses.asdict``; never hold on to one across bars expecting it to stay.
 
     Attributes:
         stop_price: current protective stop (initial or trailed), quote currency.
@@ -70,7 +75,10 @@ class Portfolio:
     fees_paid: float = 0.0
 
     def equity(self) -> float:
-        return self.cash + sum(p.side.sign * p.quantity * p.last_price for p in self.positions.values())
+        marked = 0.0  # summed first, then added to cash: the same float association as sum()
+        for p in self.positions.values():
+            marked += p.side.sign * p.quantity * p.last_price
+        return self.cash + marked
 
     def unrealized_pnl(self) -> float:
         return sum(p.unrealized_pnl() for p in self.positions.values())
@@ -82,7 +90,7 @@ class Portfolio:
     def mark(self, symbol: str, price: float) -> None:
         position = self.positions.get(symbol)
         if position is not None:
-            self.positions[symbol] = replace(position, last_price=price)
+            position.last_price = price
 
     def open(
         self,
