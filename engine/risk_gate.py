@@ -51,6 +51,14 @@ class RiskChangeRefused(Exception):
     """A risk change that cannot be made: unknown setting or breaker, invalid value, or no valid grant."""
 
 
+def settable_keys() -> list[str]:
+    """Every numeric ``risk.<name>`` / ``breaker.<name>`` setting a ``SetRiskLimit`` may change."""
+    keys = []
+    for section, model in (("risk", RiskConfig), ("breaker", BreakerConfig)):
+        keys.extend(f"{section}.{name}" for name, info in model.model_fields.items() if info.annotation in (float, int))
+    return keys
+
+
 def risk_setting_change(core: Any, key: str, value: float) -> tuple[Any, RiskConfig | BreakerConfig]:
     """Validates ``key = value`` against the core's settings.
 
@@ -152,6 +160,18 @@ class RiskChangeGate:
         self._grant_ttl_s = grant_ttl_s
         self._monotonic = monotonic
         self._grants: dict[str, _Grant] = {}
+
+    def current_value(self, key: str) -> Any:
+        """The value of setting ``key`` in force now.
+
+        Raises:
+            RiskChangeRefused: unknown key.
+        """
+        section, _, field = key.partition(".")
+        configs: dict[str, BaseModel] = {"risk": self._core.risk.config, "breaker": self._core.breaker.config}
+        if section not in configs or field not in type(configs[section]).model_fields:
+            raise RiskChangeRefused(f"unknown setting {key!r}")
+        return getattr(configs[section], field)
 
     @property
     def passphrase_configured(self) -> bool:

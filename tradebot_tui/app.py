@@ -24,7 +24,7 @@ from engine.bus import EngineHandle, Subscription
 from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
 from engine.config import Settings
 from engine.logs import configure_logging
-from engine.models import Position, TradingState
+from engine.models import BreakerStatus, CircuitState, Position, TradingState
 from engine.snapshot import EngineSnapshot
 from tradebot_tui.backtest_runner import BacktestRunner, run_backtest
 from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots
@@ -32,6 +32,7 @@ from tradebot_tui.hangup import TerminalLossGuard
 from tradebot_tui.screens.backtest import BacktestScreen
 from tradebot_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from tradebot_tui.screens.help import HelpScreen
+from tradebot_tui.screens.risk import NO_PASSPHRASE_MESSAGE, RiskChangeScreen
 from tradebot_tui.widgets.account import DrawdownPane, PnlPane
 from tradebot_tui.widgets.events import EventLog, EventTicker
 from tradebot_tui.widgets.status import StatusBar
@@ -89,6 +90,8 @@ class TradebotApp(App[int]):
         Binding("x", "emergency_exit", "Emergency exit"),
         Binding("c", "close_position", "Close"),
         Binding("b", "backtest", "Backtest"),
+        Binding("l", "risk_limits", "Limits", show=False),
+        Binding("u", "reset_breaker", "Reset breaker", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -191,6 +194,10 @@ class TradebotApp(App[int]):
         if isinstance(message.data_table, PositionsTable):
             self.refresh_bindings()
 
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        if isinstance(message.data_table, BreakersTable):  # enter on a breaker: reset it
+            self.action_reset_breaker()
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.engine_worker:
             return
@@ -208,7 +215,7 @@ class TradebotApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Dim keys that do not apply right now (None = shown dimmed)."""
         on_dashboard = len(self.screen_stack) == 1
-        engine_commands = {"halt", "resume", "emergency_exit", "close_position"}
+        engine_commands = {"halt", "resume", "emergency_exit", "close_position", "risk_limits", "reset_breaker"}
         if action in engine_commands and self.engine is None:
             return None
         state = self.snapshot.trading_state if self.snapshot else None
@@ -272,6 +279,43 @@ class TradebotApp(App[int]):
 
         self.push_screen(ConfirmScreen(f"Close {position.symbol}?", body, yes_label="Close"), answered)
 
+    def selected_breaker(self) -> BreakerStatus | None:
+        """The breaker under the cursor when the breakers pane has focus, else the first one not closed."""
+        statuses = self.snapshot.breakers if self.snapshot else ()
+        table = self.query_one(BreakersTable)
+        if table.has_focus:
+            return next((s for s in statuses if s.name == table.selected_key()), None)
+        return next((s for s in statuses if s.state is not CircuitState.CLOSED), None)
+
+    def open_risk_dialog(self, breaker: BreakerStatus | None = None) -> None:
+        """The passphrase-authenticated risk-change dialog; only a granted command is submitted."""
+        gate = getattr(self.engine, "risk_gate", None)
+        if gate is None:
+            self.notify("Risk changes are available once the engine runs.", severity="error")
+            return
+        if not gate.passphrase_configured:
+            self.notify(NO_PASSPHRASE_MESSAGE, title="risk change refused", severity="error", timeout=20)
+            return
+
+        async def answered(granted: Command | None) -> None:
+            if granted is None:
+                self.notify("Risk change cancelled; nothing was sent.")
+                return
+            await self.submit(granted)
+            self.notify("Authorised change sent; the event log shows when the engine applied it.", title="risk")
+
+        self.push_screen(RiskChangeScreen(gate, breaker=breaker), answered)
+
+    def action_risk_limits(self) -> None:
+        self.open_risk_dialog()
+
+    def action_reset_breaker(self) -> None:
+        breaker = self.selected_breaker()
+        if breaker is None:
+            self.notify("No tripped breaker to reset.")
+            return
+        self.open_risk_dialog(breaker)
+
     def action_backtest(self) -> None:
         if not self.is_screen_installed("backtest"):
             self.install_screen(BacktestScreen(self.settings, self.backtest_runner), "backtest")
@@ -325,6 +369,7 @@ def create_app(
     *,
     live: bool = False,
     backtest_runner: BacktestRunner = run_backtest,
+    risk_passphrase_hash: Any = None,
 ) -> TradebotApp:
     """Build the console.
 
@@ -334,6 +379,7 @@ def create_app(
             ``engine.runtime.build_engine(settings)`` and runs it as the app's ``engine`` worker.
         live: the ``--live`` flag, forwarded to ``build_engine`` (live trading needs it).
         backtest_runner: what the backtest screen calls (in a thread) to run one backtest.
+        risk_passphrase_hash: the risk-change passphrase hash for the built engine (None: risk changes refused).
     """
     if engine is not None:
         return TradebotApp(settings, engine, backtest_runner=backtest_runner)
@@ -342,4 +388,5 @@ def create_app(
     except ImportError as exc:
         logger.error("engine runtime unavailable: %s", exc)
         return TradebotApp(settings, None, engine_problem=f"engine unavailable: {exc}", backtest_runner=backtest_runner)
-    return TradebotApp(settings, build_engine(settings, live=live), run_engine=True, backtest_runner=backtest_runner)
+    engine = build_engine(settings, live=live, risk_passphrase_hash=risk_passphrase_hash)
+    return TradebotApp(settings, engine, run_engine=True, backtest_runner=backtest_runner)

@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_command_settings(args)
         if handler is None:
-            return run_console(settings, live=bool(args.live))
+            return run_console(settings, live=bool(args.live),
+                               risk_passphrase_hash=getattr(args, "risk_passphrase_hash", None))
         return handler(args, settings)
     except ConfigException as exc:
         for line in exc.problems:
@@ -63,9 +64,12 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
     """Settings as the chosen command needs them (``settings_mode`` set by its parser).
 
     ``secure`` (the console, ``run``): secrets from env, the encrypted file or the keyring, file permission
-    checks and log redaction, and live mode only with ``--live``. ``plain``: the settings alone, falling back to
-    the secrets file when live mode's keys live only there. ``none``: the command reads no settings.
+    checks and log redaction, and live mode only with ``--live``; the risk-change passphrase hash from the
+    secrets file is left in ``args.risk_passphrase_hash`` for the engine (the file passphrase is asked once).
+    ``plain``: the settings alone, falling back to the secrets file when live mode's keys live only there.
+    ``none``: the command reads no settings.
     """
+    from engine.remote_control import CachedPassphrase, load_risk_passphrase_hash
     from engine.security.resolution import load_settings_with_secrets, secure_startup
 
     mode = getattr(args, "settings_mode", None) or ("secure" if getattr(args, "handler", None) is None else "plain")
@@ -73,11 +77,13 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
         return None  # type: ignore[return-value]
     if mode == "secure":
         live_flag = bool(getattr(args, "live", False))
-        settings = secure_startup(args.config, live=live_flag or None).settings
+        passphrase = CachedPassphrase()
+        settings = secure_startup(args.config, live=live_flag or None, passphrase_provider=passphrase).settings
         if settings.exchange.mode == "live" and not live_flag:
             raise ConfigException(
                 ["exchange.mode is 'live' but --live was not given: live trading needs both (nothing was started)"]
             )
+        args.risk_passphrase_hash = load_risk_passphrase_hash(args.config, passphrase)
         return settings
     try:
         return load_settings(args.config)
@@ -85,10 +91,10 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
         return load_settings_with_secrets(args.config).settings
 
 
-def run_console(settings: Settings, *, live: bool = False) -> int:
+def run_console(settings: Settings, *, live: bool = False, risk_passphrase_hash: Any = None) -> int:
     from tradebot_tui.app import create_app
 
-    app = create_app(settings, live=live)
+    app = create_app(settings, live=live, risk_passphrase_hash=risk_passphrase_hash)
     app.run()
     return int(app.return_code or 0)
 

@@ -18,6 +18,8 @@ HELP_TEXT = """\
 | `x` | **emergency exit**: cancel every order, close every position at market, halt (type EXIT to confirm) |
 | `c` | **close** the position under the cursor at market (asks first) |
 | `b` | **backtest** screen (runs in the background; `h` and `x` keep working) |
+| `l` | **limits**: change a risk or breaker setting (asks for the risk-change passphrase) |
+| `u` | **reset** a tripped breaker (the one under the cursor in the breakers pane, or enter there; passphrase) |
 | `?` | this help |
 | `q` | **quit** (asks first when positions are open) |
 | `tab` | move between panes; arrows move the cursor |
