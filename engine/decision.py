@@ -91,7 +91,7 @@ class DecisionCore:
         self.take_profit_atr_multiple = take_profit_atr_multiple
         self.trading_state = TradingState.ACTIVE
         self.pending: set[str] = set()  # symbols with an order decided but not yet filled or rejected
-        self.last_limit_check: LimitCheck | None = None
+        self._last_limit_check: LimitCheck | None = None
         # True while the HALTED state comes only from a loss limit (a daily-loss halt lifts by itself at the
         # day boundary; a halt by a person or an emergency exit does not).
         self._halted_by_limit = False
@@ -106,6 +106,18 @@ class DecisionCore:
         driver may skip it (the backtester does; results are identical).
         """
         return not self.portfolio.positions and not self.pending and not self._watch_volatility
+
+    @property
+    def last_limit_check(self) -> LimitCheck | None:
+        """The latest loss-limit check (including one skipped as quiet by :meth:`check_account`)."""
+        deferred = self.limits.take_deferred_check()
+        if deferred is not None:
+            self._last_limit_check = deferred
+        return self._last_limit_check
+
+    @last_limit_check.setter
+    def last_limit_check(self, check: LimitCheck | None) -> None:
+        self._last_limit_check = check
 
     # ------------------------------------------------------------------------------------------ helpers
     def limits_for(self, symbol: str) -> MarketLimits:
@@ -254,9 +266,15 @@ class DecisionCore:
 
     # ---------------------------------------------------------------------------------------- account
     def check_account(self, now_ms: int) -> Outcome:
-        """Test the loss limits on marked-to-market equity; a breach closes everything and halts."""
-        check = self.limits.check(self.portfolio.equity(), now_ms)
-        self.last_limit_check = check
+        """Test the loss limits on marked-to-market equity; a breach closes everything and halts.
+
+        A check that provably changes nothing is skipped (``AccountLimits.check_unless_quiet``), which is
+        what keeps a bar with an open position cheap; :attr:`last_limit_check` still reports it.
+        """
+        check = self.limits.check_unless_quiet(self.portfolio.equity(), now_ms)
+        if check is None:
+            return NOTHING
+        self._last_limit_check = check
         events = check.events
         if not check.must_close_all:
             return Outcome((), events) if events else NOTHING

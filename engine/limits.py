@@ -17,7 +17,7 @@ from typing import Any
 from engine.config import RiskConfig
 from engine.errors import RiskManagementException
 from engine.models import Event
-from engine.precision import reaches
+from engine.precision import LIMIT_REL_EPS, reaches
 
 DAY_MS = 86_400_000
 STATE_VERSION = 1
@@ -75,6 +75,48 @@ class LimitCheck:
 
 
 
+def loss_pct(reference: float, equity: float) -> float:
+    """Loss of ``equity`` below ``reference`` (> 0) in pct of ``reference``, floored at 0."""
+    return max(0.0, (reference - equity) / reference * 100.0)
+
+
+_SEARCH_STEPS = 64
+
+
+def _boundary_guess(reference: float, threshold_pct: float) -> float:
+    """Where ``reaches(loss_pct(reference, equity), threshold_pct)`` flips, up to rounding (a start point)."""
+    effective = threshold_pct - LIMIT_REL_EPS * max(1.0, abs(threshold_pct))
+    return reference * (1.0 - effective / 100.0)
+
+
+def _lowest_equity_not_reaching(reference: float, threshold_pct: float) -> float:
+    """An equity level from which up ``loss_pct(reference, .)`` does not reach ``threshold_pct`` (inf: none)."""
+    if reaches(0.0, threshold_pct):
+        return math.inf  # the loss is never below the threshold
+    level = _boundary_guess(reference, threshold_pct)
+    nudge = reference * 1e-15  # a few ulps of the reference: the formula's rounding scale
+    for _ in range(_SEARCH_STEPS):
+        if level >= reference or not reaches(loss_pct(reference, level), threshold_pct):
+            return min(level, reference)  # loss_pct(reference, reference) == 0: never reaches
+        level += nudge
+        nudge *= 2.0
+    return reference
+
+
+def _highest_equity_reaching(reference: float, threshold_pct: float) -> float:
+    """An equity level from which down ``loss_pct(reference, .)`` reaches ``threshold_pct`` (-inf: none)."""
+    if reaches(0.0, threshold_pct):
+        return math.inf
+    level = _boundary_guess(reference, threshold_pct)
+    nudge = reference * 1e-15  # a few ulps of the reference: the formula's rounding scale
+    for _ in range(_SEARCH_STEPS):
+        if reaches(loss_pct(reference, level), threshold_pct):
+            return level
+        level -= nudge
+        nudge *= 2.0
+    return -math.inf
+
+
 class AccountLimits:
     """Tracks the equity peak and the trading day's start equity and enforces both loss limits.
 
@@ -88,14 +130,23 @@ class AccountLimits:
         self._day_start_equity: float | None = None
         self._warned: dict[str, bool] = dict.fromkeys(_LIMIT_NAMES, False)
         self._latched: dict[str, int] = {}  # limit name -> breach time (UTC ms)
+        # The quiet band (see check_unless_quiet): equity and time ranges in which a check is a no-op.
+        self._quiet_low = math.inf
+        self._quiet_high = -math.inf
+        self._quiet_from_ms = 0
+        self._quiet_until_ms = 0
+        self._deferred: tuple[float, int] | None = None  # (equity, now_ms) of the last skipped check
+        self._deferred_result: LimitCheck | None = None
         self.reconfigure(config)
 
     def reconfigure(self, config: RiskConfig) -> None:
         """Apply new settings keeping the account state."""
+        self._settle_deferred()
         self._config = config
         reset = config.daily_reset_utc
         self._reset_offset_ms = ((reset.hour * 60 + reset.minute) * 60 + reset.second) * 1000
         self._limits = {DAILY_LOSS: config.max_daily_loss_percent, DRAWDOWN: config.max_drawdown_percent}
+        self._forget_quiet_band()
 
     def trading_day_key(self, now_ms: int) -> int:
         """Index of the UTC trading day containing ``now_ms``; days start at ``daily_reset_utc``."""
@@ -116,6 +167,8 @@ class AccountLimits:
         ``RiskHaltCleared`` when a daily halt lifts at the day boundary. Each carries the distance to
         the limit in percentage points. Non-finite equity halts entries without touching state.
         """
+        self._deferred = None
+        self._deferred_result = None
         if not math.isfinite(equity):
             return self._check_result(
                 RiskAction.HALT_ENTRIES, equity, math.nan, math.nan, ("equity is not a finite number",), ()
@@ -135,8 +188,8 @@ class AccountLimits:
             self._peak_equity = equity
         peak = self._peak_equity
         day_start = self._day_start_equity if self._day_start_equity is not None else equity
-        daily_loss_pct = max(0.0, (day_start - equity) / day_start * 100.0) if day_start > 0 else 100.0
-        drawdown_pct = max(0.0, (peak - equity) / peak * 100.0) if peak > 0 else 100.0
+        daily_loss_pct = loss_pct(day_start, equity) if day_start > 0 else 100.0
+        drawdown_pct = loss_pct(peak, equity) if peak > 0 else 100.0
         values = {DAILY_LOSS: daily_loss_pct, DRAWDOWN: drawdown_pct}
 
         breached_now: list[str] = []
@@ -174,7 +227,70 @@ class AccountLimits:
             reasons = tuple(f"{name} limit breached earlier; halted" for name in sorted(self._latched))
         else:
             action, reasons = RiskAction.NONE, ()
+        self._find_quiet_band()
         return self._check_result(action, equity, daily_loss_pct, drawdown_pct, reasons, tuple(events))
+
+    # ------------------------------------------------------------------------------------ quiet band
+    def check_unless_quiet(self, equity: float, now_ms: int) -> LimitCheck | None:
+        """:meth:`check`, skipped (None) when it provably would emit nothing, change nothing and not close.
+
+        After every full check the tracker computes a *quiet band*: the rest of the current trading day
+        and a range of equity ``[low, high]`` in which a check leaves the peak (``high <= peak``), the
+        day, the latches and the warning flags as they are, emits no event and breaches nothing. Inside
+        the band the check is skipped; its result, should anyone ask, is :meth:`take_deferred_check`
+        (computed then, from the unchanged state: the same value the skipped call would have returned).
+        Outside it, or for non-finite equity, this is exactly :meth:`check`.
+        """
+        if (
+            self._quiet_low <= equity <= self._quiet_high
+            and self._quiet_from_ms <= now_ms < self._quiet_until_ms
+        ):
+            self._deferred = (equity, now_ms)
+            return None
+        return self.check(equity, now_ms)
+
+    def take_deferred_check(self) -> LimitCheck | None:
+        """The result of the latest skipped check if no full check ran since (else None); see above."""
+        self._settle_deferred()
+        result, self._deferred_result = self._deferred_result, None
+        return result
+
+    def _settle_deferred(self) -> None:
+        """Evaluate a skipped check now, before anything changes the state it was skipped under."""
+        if self._deferred is not None:
+            deferred = self._deferred
+            self._deferred_result = self.check(*deferred)  # a no-op on the state: inside the quiet band
+
+    def _forget_quiet_band(self) -> None:
+        self._quiet_low, self._quiet_high = math.inf, -math.inf
+        self._quiet_from_ms = self._quiet_until_ms = 0
+
+    def _find_quiet_band(self) -> None:
+        """Equity range in which the next check of this trading day changes nothing (see above).
+
+        Both loss values are non-increasing functions of equity (float subtraction, division by a
+        positive reference and scaling are monotone), and :func:`reaches` is a threshold on the value,
+        so "value reaches X" holds on one side of a single equity level. Each bound below is a point at
+        which the exact predicate used by :meth:`check` was evaluated and holds, so it holds on the
+        whole side of that point inside the band.
+        """
+        self._forget_quiet_band()
+        peak, day_start, day_key = self._peak_equity, self._day_start_equity, self._day_key
+        if peak is None or day_start is None or day_key is None or not (peak > 0.0 and day_start > 0.0):
+            return
+        low, high = -math.inf, peak  # above the peak a check would raise the peak
+        ratio = self._config.warning_threshold_ratio
+        for name, reference in ((DAILY_LOSS, day_start), (DRAWDOWN, peak)):
+            limit = self._limits[name]
+            low = max(low, _lowest_equity_not_reaching(reference, limit))
+            if self._warned[name]:
+                high = min(high, _highest_equity_reaching(reference, limit * ratio))
+            else:
+                low = max(low, _lowest_equity_not_reaching(reference, limit * ratio))
+        if low <= high:
+            self._quiet_low, self._quiet_high = low, high
+            self._quiet_from_ms = day_key * DAY_MS + self._reset_offset_ms
+            self._quiet_until_ms = self._quiet_from_ms + DAY_MS
 
     def _check_result(
         self, action: RiskAction, equity: float, daily_loss_pct: float, drawdown_pct: float,
@@ -205,6 +321,8 @@ class AccountLimits:
         """
         if not self._latched:
             return ()
+        self._settle_deferred()
+        self._forget_quiet_band()
         cleared = sorted(self._latched)
         self._latched.clear()
         self._peak_equity = equity
@@ -231,6 +349,8 @@ class AccountLimits:
         """Load state produced by :meth:`to_state` (possibly after a JSON round trip)."""
         if state.get("version") != STATE_VERSION:
             raise RiskManagementException(f"unsupported risk state version {state.get('version')!r}")
+        self._settle_deferred()
+        self._forget_quiet_band()
         peak, day_key, day_start = state["peak_equity"], state["day_key"], state["day_start_equity"]
         self._peak_equity = None if peak is None else float(peak)
         self._day_key = None if day_key is None else int(day_key)

@@ -1,0 +1,87 @@
+"""Specification of the skipped ("quiet") loss-limit check: it must be indistinguishable from a full check."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.config import RiskConfig
+from engine.limits import AccountLimits, LimitCheck, loss_pct
+
+HOUR_MS = 3_600_000
+DAY2 = 20_000 * 24 * HOUR_MS
+
+# Equity walks in small relative steps around the thresholds (+-1 ulp-scale nudges included), with
+# time advancing by up to a few hours so day boundaries are crossed.
+steps = st.lists(
+    st.tuples(
+        st.one_of(st.floats(-0.03, 0.03), st.sampled_from([0.0, 1e-16, -1e-16, 1e-12, -1e-12])),
+        st.integers(0, 5 * HOUR_MS),
+    ),
+    min_size=1,
+    max_size=60,
+)
+configs = st.builds(
+    dict,
+    max_daily_loss_percent=st.sampled_from([0.5, 2.0, 5.0, 100.0]),
+    max_drawdown_percent=st.sampled_from([1.0, 3.0, 10.0, 100.0]),
+    warning_threshold_ratio=st.sampled_from([0.5, 0.8, 0.99]),
+    daily_reset_utc=st.sampled_from([time(0, 0), time(7, 30)]),
+)
+
+
+def _as_tuple(check: LimitCheck) -> tuple[object, ...]:
+    events = tuple((e.kind, e.time_ms, e.message, tuple(sorted(e.data.items()))) for e in check.events)
+    return (check.action, check.equity, check.peak_equity, check.day_start_equity, check.daily_loss_pct,
+            check.drawdown_pct, check.reasons, events)
+
+
+@settings(max_examples=150, deadline=None)
+@given(configs, steps)
+def test_a_skipped_check_gives_the_same_results_events_and_state_as_a_full_check(
+    config: dict[str, object], walk: list[tuple[float, int]]
+) -> None:
+    full = AccountLimits(RiskConfig(**config))  # type: ignore[arg-type]
+    quiet = AccountLimits(RiskConfig(**config))  # type: ignore[arg-type]
+    equity, now = 10_000.0, DAY2
+    for change, elapsed in walk:
+        equity *= 1.0 + change
+        now += elapsed
+        expected = full.check(equity, now)
+        got = quiet.check_unless_quiet(equity, now)
+        if got is None:
+            assert not expected.events and not expected.must_close_all
+            got = quiet.take_deferred_check()
+            assert got is not None
+        assert _as_tuple(got) == _as_tuple(expected)
+        assert quiet.to_state() == full.to_state()
+
+
+def test_a_check_inside_the_band_is_skipped_and_reported_on_demand() -> None:
+    limits = AccountLimits(RiskConfig(max_daily_loss_percent=5.0, max_drawdown_percent=10.0))
+    limits.check(10_000.0, DAY2)
+    assert limits.check_unless_quiet(9_990.0, DAY2 + HOUR_MS) is None
+    deferred = limits.take_deferred_check()
+    assert deferred is not None and deferred.equity == 9_990.0
+    assert deferred.daily_loss_pct == loss_pct(10_000.0, 9_990.0)
+    assert limits.take_deferred_check() is None  # reported once
+
+
+def test_a_new_high_the_warning_level_and_the_next_day_are_outside_the_band() -> None:
+    limits = AccountLimits(RiskConfig(max_daily_loss_percent=5.0, max_drawdown_percent=10.0))
+    limits.check(10_000.0, DAY2)
+    assert limits.check_unless_quiet(10_000.5, DAY2 + HOUR_MS) is not None  # raises the peak
+    assert limits.check_unless_quiet(9_600.0, DAY2 + HOUR_MS) is not None  # 4 % daily loss: warning
+    assert limits.check_unless_quiet(9_999.0, DAY2 + 24 * HOUR_MS) is not None  # new trading day
+
+
+def test_a_skipped_check_is_settled_before_a_manual_resume_changes_the_state() -> None:
+    limits = AccountLimits(RiskConfig(max_daily_loss_percent=5.0, max_drawdown_percent=50.0))
+    limits.check(10_000.0, DAY2)
+    limits.check(9_400.0, DAY2 + HOUR_MS)  # daily-loss breach: latched
+    assert limits.check_unless_quiet(9_550.0, DAY2 + 2 * HOUR_MS) is None  # still warned, no breach
+    limits.manual_resume(9_550.0, DAY2 + 3 * HOUR_MS)
+    deferred = limits.take_deferred_check()
+    assert deferred is not None and deferred.day_start_equity == 10_000.0 and deferred.reasons
