@@ -3,7 +3,9 @@
 ``Strategy.prepare(candles)`` runs the signal engine, the multi-timeframe analyser and the volume analyser
 over a whole history and folds them into entry and exit arrays. Every array value at bar t depends on bars
 0..t only (each analyser is truncation-tested; so is this module), so the backtester can prepare once and
-walk the bars, and the live runtime can prepare the history it holds and read the newest bar. The stateful
+walk the bars, and the live runtime primes :class:`engine.strategy_live.IncrementalPreparer` with one
+``prepare`` and then appends each closed bar's values in O(1). Both paths fold the analysers' outputs with
+:func:`fold_entries_and_exits` and :func:`volatility_inputs`, so the rules below exist once. The stateful
 half (positions, stops, risk, breakers) is :class:`engine.decision.DecisionCore`.
 
 Entry rule at bar t (long; short mirrored and only when ``allow_short``):

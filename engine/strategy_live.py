@@ -100,11 +100,9 @@ class IncrementalPreparer:
     """
 
     def __init__(self, strategy: Strategy, max_bars: int) -> None:
-        risk, breaker = strategy.risk_config, strategy.breaker_config
         self.volume_bars = strategy.volume_analyzer.warmup_bars + 1
-        self.swing_bars = 2 * risk.swing_lookback + 1
-        needed = max(risk.volatility_median_lookback + 1, breaker.volatility_lookback + 1, self.volume_bars,
-                     self.swing_bars, risk.atr_lookback)
+        self.swing_bars = 2 * strategy.risk_config.swing_lookback + 1
+        needed = self.bars_needed(strategy)
         if max_bars < needed:
             raise ValueError(f"max_bars must be >= {needed} (the longest lookback + 1), got {max_bars}")
         self.strategy = strategy
@@ -116,6 +114,13 @@ class IncrementalPreparer:
         self._trends: IncrementalTrends | None = None
         self._signals: Any = None
         self._prepared: PreparedSymbol | None = None
+
+    @staticmethod
+    def bars_needed(strategy: Strategy) -> int:
+        """The smallest ``max_bars``: the longest lookback of the newest bar's computation, plus one."""
+        risk, breaker = strategy.risk_config, strategy.breaker_config
+        return max(risk.volatility_median_lookback + 1, breaker.volatility_lookback + 1,
+                   strategy.volume_analyzer.warmup_bars + 1, 2 * risk.swing_lookback + 1, risk.atr_lookback)
 
     @property
     def prepared(self) -> PreparedSymbol | None:

@@ -100,14 +100,15 @@ class SymbolHistory:
 
         The first call (or one with another strategy, or after more than ``max_bars`` bars arrived since
         the previous call) prepares the held candles in one vectorised pass; later calls feed only the bars
-        appended since, one at a time.
+        appended since, one at a time. Holds at least ``IncrementalPreparer.bars_needed`` bars.
         """
         preparer = self._preparer
         last = preparer.last_open_ms if preparer is not None else None
         held_from = self._time[self._start] if self._stop > self._start else None
         if preparer is None or preparer.strategy is not strategy or last is None or held_from is None \
                 or last < held_from:
-            self._preparer = preparer = IncrementalPreparer(strategy, self.max_bars)
+            held = max(self.max_bars, IncrementalPreparer.bars_needed(strategy))  # may hold more than the cap
+            self._preparer = preparer = IncrementalPreparer(strategy, held)
             return preparer.prime(self.candles())
         first_new = self._start + int(np.searchsorted(self._time[self._start : self._stop], last, side="right"))
         for i in range(first_new, self._stop):

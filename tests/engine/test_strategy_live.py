@@ -225,3 +225,24 @@ def test_symbol_history_past_its_cap_keeps_the_values_since_the_first_prepare(bt
     assert len(prepared) == 400
     _assert_equal_tails(prepared, strategy.prepare(candles))
     np.testing.assert_array_equal(prepared.candles.close, history.candles().close)
+
+
+def test_priming_on_no_bars_then_feeding_all_equals_prepare(btc: Candles) -> None:
+    strategy = _strategy()
+    candles = btc.slice(0, 400)
+    preparer = IncrementalPreparer(strategy, max_bars=len(candles))
+    assert len(preparer.prime(Candles.empty(candles.symbol, candles.timeframe))) == 0
+    _assert_equal_tails(_feed(preparer, candles, 0, len(candles)), strategy.prepare(candles))
+
+
+
+def test_symbol_history_with_a_cap_below_the_lookbacks_holds_what_the_newest_bar_needs(btc: Candles) -> None:
+    strategy = _strategy()
+    history = _history(btc.slice(0, 300), max_bars=20)  # holds bars 280..299
+    history.prepared(strategy)
+    for i in range(300, 500):
+        history.extend(btc.slice(i, i + 1))
+        prepared = history.prepared(strategy)
+    assert len(history) == 20
+    assert len(prepared) == IncrementalPreparer.bars_needed(strategy)
+    _assert_equal_tails(prepared, strategy.prepare(btc.slice(280, 500)))
