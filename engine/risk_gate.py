@@ -53,7 +53,7 @@ class RiskChangeRefused(Exception):
 
 def settable_keys() -> list[str]:
     """Every numeric ``risk.<name>`` / ``breaker.<name>`` setting a ``SetRiskLimit`` may change."""
-    keys = []
+    keys: list[str] = []
     for section, model in (("risk", RiskConfig), ("breaker", BreakerConfig)):
         keys.extend(f"{section}.{name}" for name, info in model.model_fields.items() if info.annotation in (float, int))
     return keys
@@ -108,14 +108,13 @@ def describe_change(core: Any, command: GuardedCommand) -> RiskChange:
 
 def change_detail(core: Any, command: Command) -> dict[str, Any]:
     """``{"parameter", "old", "new"}`` for an audit row of a guarded command; never raises."""
-    if not isinstance(command, GUARDED_COMMANDS):
+    if not isinstance(command, SetRiskLimit | ResumeBreaker):
         return {}
     try:
-        change = describe_change(core, command)  # type: ignore[arg-type]
+        change = describe_change(core, command)
     except RiskChangeRefused:
-        if isinstance(command, SetRiskLimit):
-            return {"parameter": command.key, "old": None, "new": command.value}
-        return {"parameter": f"breaker.{command.breaker}", "old": None, "new": "closed"}
+        parameter, old, new = _unknown_change(command)
+        return {"parameter": parameter, "old": old, "new": new}
     return {"parameter": change.parameter, "old": change.old_value, "new": change.new_value}
 
 
