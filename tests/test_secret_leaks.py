@@ -1,8 +1,8 @@
 """Specification: known dummy secrets never appear in logs, console output, the SQLite file, backups or errors.
 
-The runtime is not wired yet; this drives every security-relevant path that exists (settings loading,
-secrets CLI, redaction, audit, risk-change auth, backup) with dummy secrets and scans everything they
-leave behind. Extend it with an engine run once ``engine.runtime`` exists.
+This drives the security paths around the engine (settings loading, secrets CLI, redaction, audit,
+risk-change auth, backup) with dummy secrets and scans everything they leave behind. Real engine runs
+(headless subprocess, in-process with Telegram, the console) are scanned in ``test_secret_leaks_engine.py``.
 """
 
 from __future__ import annotations
