@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.backtest.compact import compact_for_backtest
 from engine.backtest.loop import CancelCheck, ProgressCallback, run_loop
 from engine.backtest.markets import limits_for_symbols
 from engine.backtest.metrics import compute_metrics
@@ -137,7 +138,10 @@ class BacktestEngine:
         if unknown:
             raise BacktestException(f"no data for {', '.join(unknown)}; have {', '.join(self.data)}")
         parameters = self.parameters.with_overrides(overrides) if overrides else self.parameters
-        prepared = [self.prepare(symbol, end_ms, parameters) for symbol in chosen]
+        # Compacted one by one: only one symbol's full analyser output is alive at a time.
+        prepared = [
+            compact_for_backtest(self.prepare(symbol, end_ms, parameters), parameters.risk) for symbol in chosen
+        ]
         return self.simulate(
             prepared, start_ms, parameters, progress=progress, cancel=cancel, skip_idle_bars=skip_idle_bars
         )

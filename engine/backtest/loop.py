@@ -32,11 +32,17 @@ class BacktestCancelled(BacktestException):
 
 @dataclass(frozen=True)
 class Timeline:
-    """The merged bars: item k is bar ``bar[k]`` of symbol ``symbol[k]`` (index into the prepared list)."""
+    """The merged bars: item k is bar ``bar[k]`` of symbol ``symbol[k]`` (index into the prepared list).
+
+    Items with one open time are consecutive (ordered by symbol index); ``group_end[g]`` is the last item
+    of the g-th open time, ``group_time_ms[g]`` that open time. Small integer dtypes keep a year of 1m
+    bars of ten symbols (5.3 M items) at about 30 MB.
+    """
 
     symbol: IntArray
     bar: IntArray
-    open_time_ms: IntArray
+    group_end: IntArray
+    group_time_ms: IntArray
 
     def __len__(self) -> int:
         return len(self.bar)
@@ -50,33 +56,54 @@ class LoopOutput:
     last_bar: dict[int, int]  # symbol index -> last processed bar
 
 
+def _index_dtype(limit: int) -> type[np.signedinteger]:
+    return np.int16 if limit < 2**15 else np.int32 if limit < 2**31 else np.int64
+
+
 def merge_timeline(prepared: Sequence[PreparedSymbol], start_ms: int | None) -> Timeline:
     """Bars at or after ``start_ms`` of every symbol, ordered by open time, then symbol index."""
-    symbols, bars, times = [], [], []
-    for k, item in enumerate(prepared):
-        open_times = item.candles.open_time_ms
+    slices, firsts = [], []
+    for item in prepared:
+        open_times = np.asarray(item.candles.open_time_ms, dtype=np.int64)
         first = 0 if start_ms is None else int(np.searchsorted(open_times, start_ms, "left"))
-        count = len(open_times) - first
-        symbols.append(np.full(count, k, dtype=np.int64))
-        bars.append(np.arange(first, len(open_times), dtype=np.int64))
-        times.append(np.asarray(open_times[first:], dtype=np.int64))
-    symbol = np.concatenate(symbols) if symbols else np.empty(0, np.int64)
-    bar = np.concatenate(bars) if bars else np.empty(0, np.int64)
-    time = np.concatenate(times) if times else np.empty(0, np.int64)
-    order = np.lexsort((symbol, time))
-    return Timeline(symbol[order], bar[order], time[order])
+        slices.append(open_times[first:])
+        firsts.append(first)
+    symbol_dtype = _index_dtype(len(prepared))
+    bar_dtype = _index_dtype(max((len(item.candles) for item in prepared), default=0))
+    if not slices:
+        empty = np.empty(0, np.int64)
+        return Timeline(empty.astype(symbol_dtype), empty.astype(bar_dtype), empty, empty)
+    grid = slices[0]
+    if all(len(times) == len(grid) for times in slices) and all(np.array_equal(t, grid) for t in slices[1:]):
+        # Every symbol on the same bar times (the usual case): the merge is a plain interleave.
+        count = len(slices)
+        symbol = np.tile(np.arange(count, dtype=symbol_dtype), len(grid))
+        offsets = np.asarray(firsts, dtype=bar_dtype)
+        bar = (np.arange(len(grid), dtype=bar_dtype)[:, None] + offsets[None, :]).ravel()
+        group_end = np.arange(count - 1, count * len(grid), count, dtype=np.int64)
+        return Timeline(symbol, bar, group_end, grid.copy())
+    # Concatenated by symbol, a stable sort on time alone gives (time, symbol) order.
+    time = np.concatenate(slices)
+    del slices
+    order = np.argsort(time, kind="stable")
+    time = time[order]
+    counts = np.asarray([len(item.candles) - first for item, first in zip(prepared, firsts, strict=True)])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    symbol = np.repeat(np.arange(len(prepared), dtype=symbol_dtype), counts)[order]
+    bar = (order - (starts - np.asarray(firsts))[symbol]).astype(bar_dtype)
+    del order
+    group_end = np.flatnonzero(np.append(time[1:] != time[:-1], True))
+    return Timeline(symbol, bar, group_end, time[group_end])
 
 
 def _interesting(prepared: Sequence[PreparedSymbol], timeline: Timeline) -> IntArray:
-    """For each item, the index of the next item (itself included) that can act while the account is idle."""
+    """Sorted indices of the items that can act while the account is idle (entry signal or volatility alarm)."""
     mask = np.zeros(len(timeline), dtype=bool)
     for k, item in enumerate(prepared):
-        rows = timeline.symbol == k
+        rows = np.flatnonzero(timeline.symbol == k)
         bars = timeline.bar[rows]
         mask[rows] = (item.entry_direction[bars] != 0) | item.volatility_alarm[bars]
-    positions = np.flatnonzero(mask)
-    positions = np.append(positions, len(timeline))
-    return positions[np.searchsorted(positions, np.arange(len(timeline)), "left")]
+    return np.flatnonzero(mask)
 
 
 def run_loop(
@@ -104,7 +131,7 @@ def run_loop(
     in_market = np.zeros(total, dtype=bool)
     portfolio = sim.core.portfolio
     positions = portfolio.positions
-    next_active = _interesting(prepared, timeline) if skip_idle_bars else None
+    active = _interesting(prepared, timeline) if skip_idle_bars else None
     process = sim.process_bar
     symbols = timeline.symbol
     bars = timeline.bar
@@ -117,8 +144,9 @@ def run_loop(
             if progress is not None:
                 progress(n / total)
             next_report = n + PROGRESS_EVERY_BARS
-        if next_active is not None and sim.idle:
-            jump = int(next_active[n])
+        if active is not None and sim.idle:
+            at = int(np.searchsorted(active, n, "left"))
+            jump = int(active[at]) if at < len(active) else total
             if jump > n:
                 equity[n:jump] = portfolio.cash
                 n = jump
@@ -133,25 +161,21 @@ def run_loop(
                 in_market[n + offset] = True
             else:
                 equity[n + offset] = portfolio.cash
-                if next_active is not None and sim.idle:
+                if active is not None and sim.idle:
                     stop = n + offset + 1
                     break
         n = stop
     if progress is not None:
         progress(1.0)
     last_bar: dict[int, int] = {}
-    if total:
-        for k in range(len(prepared)):
-            rows = np.flatnonzero(symbols == k)
-            if len(rows):
-                last_bar[k] = int(bars[rows[-1]])
+    for k in range(len(prepared) if total else 0):
+        rows = np.flatnonzero(symbols == k)
+        if len(rows):
+            last_bar[k] = int(bars[rows[-1]])
     # Sample at the last item of each open time (every symbol of that time processed).
-    if total:
-        group_end = np.flatnonzero(np.append(timeline.open_time_ms[1:] != timeline.open_time_ms[:-1], True))
-    else:
-        group_end = np.empty(0, dtype=np.int64)
+    group_end = timeline.group_end
     return LoopOutput(
-        time_ms=timeline.open_time_ms[group_end] + bar_ms,
+        time_ms=timeline.group_time_ms + bar_ms,
         equity=equity[group_end],
         in_market=in_market[group_end],
         last_bar=last_bar,
