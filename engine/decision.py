@@ -17,9 +17,10 @@ from engine.breaker import VOLATILITY, CircuitBreaker
 from engine.config import BreakerConfig, RiskConfig
 from engine.limits import AccountLimits, LimitCheck
 from engine.models import CircuitState, ClosedTrade, Event, MarketLimits, PositionSide, TradingState
-from engine.portfolio import Portfolio
+from engine.portfolio import OpenPosition, Portfolio
 from engine.risk import DynamicRiskManager
 from engine.strategy import PreparedSymbol
+from engine.trailing import QuietTrail, quiet_trail
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,9 @@ class DecisionCore:
         self._halted_by_limit = False
         # The volatility breaker is only fed while alarmed or not closed: calm bars cost nothing.
         self._watch_volatility = False
+        # Per symbol, the trailing stop's quiet bounds for its current stop state (see _trail_is_quiet).
+        self._quiet_trails: dict[str, QuietTrail] = {}
+        self._quiet_bars_enabled = True  # private switch: False runs the full update on every bar (tests)
 
     @property
     def idle(self) -> bool:
@@ -145,7 +149,7 @@ class DecisionCore:
     def on_bar(self, prepared: PreparedSymbol, index: int, now_ms: int) -> Outcome:
         """Decide for closed bar ``index`` of ``prepared`` (``now_ms`` = the bar's close time)."""
         events: tuple[Event, ...] = ()
-        if prepared.volatility_alarm[index] or self._watch_volatility:
+        if self._watch_volatility or prepared.volatility_alarm[index]:
             update = self.breaker.check_volatility_circuit(
                 float(prepared.atr[index]), float(prepared.normal_volatility[index]), now_ms
             )
@@ -179,36 +183,75 @@ class DecisionCore:
         symbol = prepared.symbol
         position = self.portfolio.positions[symbol]
         candles = prepared.candles
-        is_long = position.side is PositionSide.LONG
-        best = max(position.best_price, candles.high[index]) if is_long else min(
-            position.best_price, candles.low[index]
-        )
-        update = self.risk.update_trailing_stop(
-            position.side,
-            position.entry_price,
-            position.stop_price,
-            float(best),
-            self.limits_for(symbol),
-            price=float(candles.close[index]),
-            atr=float(prepared.atr[index]),
-            swing_price=float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
-        )
+        side = position.side
+        is_long = side is PositionSide.LONG
+        best = position.best_price
+        # max()/min() semantics: the bar's extreme replaces the best only when strictly better (NaN never).
+        if is_long:
+            high = candles.high[index]
+            if high > best:
+                best = high
+        else:
+            low = candles.low[index]
+            if low < best:
+                best = low
+        if self._trail_is_quiet(symbol, position, best, prepared, index):
+            moved = False  # the update would return the stop unchanged: see engine.trailing.quiet_trail
+        else:
+            update = self.risk.update_trailing_stop(
+                side,
+                position.entry_price,
+                position.stop_price,
+                float(best),
+                self.limits_for(symbol),
+                price=float(candles.close[index]),
+                atr=float(prepared.atr[index]),
+                swing_price=float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
+            )
+            moved = update.moved
+            position.stop_price = update.stop_price
+            position.trailing_active = position.trailing_active or moved
         # In place (see OpenPosition): a new record per bar was the most expensive part of a bar.
         position.best_price = float(best)
-        position.stop_price = update.stop_price
-        position.trailing_active = position.trailing_active or update.moved
         position.bars_held += 1
         exit_now = prepared.exit_long[index] if is_long else prepared.exit_short[index]
-        if not update.moved and not exit_now:
+        if not moved and not exit_now:
             return ()
         decisions: list[Decision] = []
-        if update.moved:
-            decisions.append(StopMoved(symbol, update.stop_price, now_ms))
+        if moved:
+            decisions.append(StopMoved(symbol, position.stop_price, now_ms))
         if exit_now:
             self.pending.add(symbol)
             reasons = prepared.signals.signal_at(index).reasons or ("exit condition",)
             decisions.append(ExitDecision(symbol, now_ms, "signal: " + "; ".join(reasons)))
         return tuple(decisions)
+
+    def _trail_is_quiet(
+        self, symbol: str, position: OpenPosition, best: float, prepared: PreparedSymbol, index: int
+    ) -> bool:
+        """Whether the trailing update provably leaves the stop as it is on this bar (a cheap pre-test).
+
+        The bounds come from the policy (``engine.trailing.quiet_trail``) and are recomputed whenever the
+        stop, entry, side, policy or tick changed; outside them the full update runs.
+        """
+        if not self._quiet_bars_enabled:
+            return False
+        side = position.side
+        policy = self.risk.policy
+        tick = self.limits_for(symbol).tick_size
+        key = (side, position.entry_price, position.stop_price, policy, tick)
+        guard = self._quiet_trails.get(symbol)
+        if guard is None or guard.key != key:
+            guard = self._quiet_trails[symbol] = quiet_trail(policy, *key[:3], tick)
+        is_long = side is PositionSide.LONG
+        bound = guard.extreme_bound
+        if bound is not None:
+            return best <= bound if is_long else best >= bound
+        raw = policy.candidate(
+            side, position.entry_price, best, float(prepared.candles.close[index]), float(prepared.atr[index]),
+            float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
+        )
+        return not raw > guard.candidate_bound if is_long else not raw < guard.candidate_bound
 
     def _refresh_breakers(self, now_ms: int) -> tuple[Event, ...]:
         """Give open breakers a fresh reading so they can cool down and half-open without a new trade."""

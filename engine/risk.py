@@ -73,6 +73,11 @@ class DynamicRiskManager:
         return self._config
 
     @property
+    def policy(self) -> TrailingPolicy:
+        """The configured trailing policy (replaced on :meth:`reconfigure`)."""
+        return self._policy
+
+    @property
     def limits(self) -> AccountLimits:
         """The daily-loss and drawdown tracker (peak, day start, latched halts)."""
         return self._limits

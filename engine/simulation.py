@@ -88,6 +88,7 @@ class SimulatedAccount:
         self._on_event = on_event
         self._keep_fills = keep_fills
         self._timeframe_ms: dict[str, int] = {}
+        self._quiet_bars = True  # private switch: False tests every bar's stop and target in full (tests)
 
     # ------------------------------------------------------------------------------------------ events
     def _emit(self, events: tuple[Event, ...] | list[Event]) -> None:
@@ -126,20 +127,28 @@ class SimulatedAccount:
         if tf_ms is None:
             tf_ms = self._timeframe_ms[candles.timeframe] = parse_timeframe(candles.timeframe)
         open_ms = int(candles.open_time_ms[index])
-        close_ms = open_ms + tf_ms
-        portfolio = self.core.portfolio
+        core = self.core
+        positions = core.portfolio.positions
         traded = False
         if symbol in self._pending:
             traded = self._fill_pending(symbol, float(candles.open[index]), open_ms)
-        if symbol in portfolio.positions:
-            traded |= self._check_stops(
-                symbol, float(candles.open[index]), float(candles.high[index]), float(candles.low[index]), open_ms
-            )
-        if symbol in portfolio.positions:
-            portfolio.mark(symbol, float(candles.close[index]))
-        if portfolio.positions or traded:
-            self._queue(self.core.check_account(close_ms))
-        outcome = self.core.on_bar(prepared, index, close_ms)
+        position = positions.get(symbol)
+        if position is not None:
+            bar_open = float(candles.open[index])
+            bar_high = float(candles.high[index])
+            bar_low = float(candles.low[index])
+            low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
+            if not (low < bar_low and low < bar_open and bar_high < high and bar_open < high) or not self._quiet_bars:
+                traded |= self._check_stops(symbol, bar_open, bar_high, bar_low, open_ms)
+                position = positions.get(symbol)
+            if position is not None:
+                position.last_price = float(candles.close[index])  # Portfolio.mark, without the lookup
+        close_ms = open_ms + tf_ms
+        if positions or traded:
+            outcome = core.check_account(close_ms)
+            if outcome.decisions or outcome.events:
+                self._queue(outcome)
+        outcome = core.on_bar(prepared, index, close_ms)
         if outcome.decisions or outcome.events:
             self._queue(outcome)
 

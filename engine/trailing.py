@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.config import RiskConfig
 from engine.models import FloatArray, MarketLimits, PositionSide
-from engine.precision import STEP_EPS, ceil_to_step, floor_to_step, reaches
+from engine.precision import LIMIT_REL_EPS, STEP_EPS, ceil_to_step, floor_to_step, reaches
 
 NAN = math.nan
 
@@ -54,6 +54,35 @@ class PercentTrailing:
             gain_pct = (1.0 - extreme_price / entry_price) * 100.0
             trail = extreme_price * (1.0 + self.distance_pct / 100.0)
         return trail if reaches(gain_pct, self.activation_pct) else NAN
+
+    def quiet_extreme_bound(self, side: PositionSide, entry_price: float, candidate_bound: float) -> float:
+        """An extreme price up to which (long; down to which, short) the candidate stays quiet.
+
+        Quiet means NaN (not activated) or on the quiet side of ``candidate_bound`` (see
+        :func:`quiet_candidate_bound`). Activation and the trail are both monotone in the extreme, so the
+        bound is verified with :meth:`candidate` itself at one point and holds on its whole side.
+        ``-inf`` (long) / ``+inf`` (short) when no such point was found.
+        """
+        is_long = side is PositionSide.LONG
+        # Activation uses reaches(), which counts a gain within LIMIT_REL_EPS of the threshold as reached.
+        activation_pct = self.activation_pct - LIMIT_REL_EPS * max(1.0, abs(self.activation_pct))
+        if is_long:
+            level = max(entry_price * (1.0 + activation_pct / 100.0),
+                        candidate_bound / (1.0 - self.distance_pct / 100.0) if self.distance_pct < 100.0 else math.inf)
+        else:
+            level = min(entry_price * (1.0 - activation_pct / 100.0),
+                        candidate_bound / (1.0 + self.distance_pct / 100.0))
+        if not math.isfinite(level):
+            return -math.inf if is_long else math.inf
+        sign = 1.0 if is_long else -1.0
+        nudge = abs(level) * 1e-15  # a few ulps: the formulas' rounding scale
+        for _ in range(_BOUND_SEARCH_STEPS):
+            raw = self.candidate(side, entry_price, level, NAN, NAN, NAN)
+            if not (raw > candidate_bound if is_long else raw < candidate_bound):
+                return level
+            level -= sign * nudge
+            nudge *= 2.0
+        return -math.inf if is_long else math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +176,18 @@ def update_trailing_stop(
     raw = policy.candidate(side, entry_price, extreme_price, price, atr, swing_price)
     if not math.isfinite(raw) or raw <= 0.0:
         return TrailingUpdate(current_stop, False, False)
-    tick = limits.tick_size
+    tightened = _tightened_stop(side, raw, current_stop, limits.tick_size)
+    if tightened is not None:
+        return TrailingUpdate(tightened, True, True)
+    return TrailingUpdate(current_stop, False, True)
+
+
+def _tightened_stop(side: PositionSide, raw: float, current_stop: float, tick: float) -> float | None:
+    """The tick-rounded candidate if it tightens ``current_stop`` by more than ``STEP_EPS`` ticks, else None.
+
+    For a finite positive ``raw`` this is monotone: a long is tightened by every raw above one that
+    tightens, a short by every (positive) raw below one; :func:`quiet_candidate_bound` relies on it.
+    """
     if side is PositionSide.LONG:
         candidate = floor_to_step(raw, tick)
         improvement = candidate - current_stop
@@ -155,8 +195,59 @@ def update_trailing_stop(
         candidate = ceil_to_step(raw, tick)
         improvement = current_stop - candidate
     if candidate > 0.0 and improvement > tick * STEP_EPS:
-        return TrailingUpdate(candidate, True, True)
-    return TrailingUpdate(current_stop, False, True)
+        return candidate
+    return None
+
+
+_BOUND_SEARCH_STEPS = 64
+
+
+def quiet_candidate_bound(side: PositionSide, current_stop: float, tick: float) -> float:
+    """A raw candidate level that provably leaves ``current_stop`` as it is.
+
+    Long: every raw candidate ``<= bound`` (and NaN) makes :func:`update_trailing_stop` return
+    ``moved=False``; short: every raw candidate ``>= bound`` (and NaN). The bound is a point at which the
+    exact rounding rule was evaluated and does not tighten, so by monotonicity (see ``_tightened_stop``)
+    the whole side of it does not. ``-inf`` (long) / ``+inf`` (short) when no such point was found.
+    """
+    is_long = side is PositionSide.LONG
+    sign = 1.0 if is_long else -1.0
+    level = current_stop + sign * 0.5 * tick  # inside the current tick: floors/ceils back onto the stop
+    nudge = 0.5 * tick
+    for _ in range(_BOUND_SEARCH_STEPS):
+        # A short's bound must be positive: the rule's "candidate > 0" side is not monotone with the rest.
+        if (is_long or level > 0.0) and _tightened_stop(side, level, current_stop, tick) is None:
+            return level
+        level -= sign * nudge
+        nudge *= 2.0
+    return -math.inf * sign
+
+
+@dataclass(frozen=True, slots=True)
+class QuietTrail:
+    """Bounds within which the trailing update provably leaves a stop as it is (see :func:`quiet_trail`).
+
+    Attributes:
+        key: ``(side, entry_price, current_stop, policy, tick_size)`` the bounds were computed for.
+        candidate_bound: raw candidates ``<=`` it (long) / ``>=`` it (short), and NaN, do not move the stop.
+        extreme_bound: when the policy's candidate depends on the extreme only (percent), extremes ``<=`` it
+            (long) / ``>=`` it (short) do not move the stop, without computing the candidate; else None.
+    """
+
+    key: tuple[object, ...]
+    candidate_bound: float
+    extreme_bound: float | None
+
+
+def quiet_trail(
+    policy: TrailingPolicy, side: PositionSide, entry_price: float, current_stop: float, tick: float
+) -> QuietTrail:
+    """The quiet bounds of :func:`update_trailing_stop` for one stop state (recomputed when it changes)."""
+    bound = quiet_candidate_bound(side, current_stop, tick)
+    extreme_bound = None
+    if isinstance(policy, PercentTrailing):
+        extreme_bound = policy.quiet_extreme_bound(side, entry_price, bound)
+    return QuietTrail((side, entry_price, current_stop, policy, tick), bound, extreme_bound)
 
 
 def swing_levels(high: FloatArray, low: FloatArray, lookback: int) -> tuple[FloatArray, FloatArray]:

@@ -24,6 +24,7 @@ ProgressCallback = Callable[[float], None]
 CancelCheck = Callable[[], bool]
 
 PROGRESS_EVERY_BARS = 8192
+FIRST_CHUNK = 64
 
 
 class BacktestCancelled(BacktestException):
@@ -137,6 +138,7 @@ def run_loop(
     bars = timeline.bar
     n = 0
     next_report = 0
+    chunk = FIRST_CHUNK
     while n < total:
         if n >= next_report:
             if cancel is not None and cancel():
@@ -151,9 +153,12 @@ def run_loop(
                 equity[n:jump] = portfolio.cash
                 n = jump
                 continue
-        stop = min(total, next_report)
+        # Items are converted to lists in chunks that grow while the account stays busy: a chunk cut short
+        # when the account turns idle (e.g. a trade closed) wastes little.
+        stop = min(total, next_report, n + chunk)
         symbol_chunk = symbols[n:stop].tolist()
         bar_chunk = bars[n:stop].tolist()
+        chunk = min(2 * chunk, PROGRESS_EVERY_BARS)
         for offset, (k, i) in enumerate(zip(symbol_chunk, bar_chunk, strict=True)):
             process(prepared[k], i)
             if positions:
@@ -163,6 +168,7 @@ def run_loop(
                 equity[n + offset] = portfolio.cash
                 if active is not None and sim.idle:
                     stop = n + offset + 1
+                    chunk = FIRST_CHUNK
                     break
         n = stop
     if progress is not None:
