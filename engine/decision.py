@@ -226,6 +226,24 @@ class DecisionCore:
             decisions.append(ExitDecision(symbol, now_ms, "signal: " + "; ".join(reasons)))
         return tuple(decisions)
 
+    def quiet_extreme_bound(self, symbol: str) -> float | None:
+        """The extreme-price bound of the symbol's open position while a bar provably changes only its marks.
+
+        Not None only when the position exists, has no pending order, no breaker watches volatility and
+        the trailing policy bounds the extreme (percent): then a bar without an exit signal or volatility
+        alarm whose extreme stays inside the bound (long: ``<=``, short: ``>=``) leaves the stop as it is.
+        """
+        position = self.portfolio.positions.get(symbol)
+        if position is None or symbol in self.pending or self._watch_volatility or not self._quiet_bars_enabled:
+            return None
+        policy = self.risk.policy
+        tick = self.limits_for(symbol).tick_size
+        key = (position.side, position.entry_price, position.stop_price, policy, tick)
+        guard = self._quiet_trails.get(symbol)
+        if guard is None or guard.key != key:
+            guard = self._quiet_trails[symbol] = quiet_trail(policy, *key[:3], tick)
+        return guard.extreme_bound
+
     def _trail_is_quiet(
         self, symbol: str, position: OpenPosition, best: float, prepared: PreparedSymbol, index: int
     ) -> bool:
@@ -238,7 +256,8 @@ class DecisionCore:
             return False
         side = position.side
         policy = self.risk.policy
-        tick = self.limits_for(symbol).tick_size
+        limits = self.market_limits.get(symbol)
+        tick = (limits if limits is not None else self.limits_for(symbol)).tick_size
         key = (side, position.entry_price, position.stop_price, policy, tick)
         guard = self._quiet_trails.get(symbol)
         if guard is None or guard.key != key:
@@ -308,13 +327,19 @@ class DecisionCore:
         return decision, events
 
     # ---------------------------------------------------------------------------------------- account
-    def check_account(self, now_ms: int) -> Outcome:
+    def check_account(self, now_ms: int, equity: float | None = None) -> Outcome:
         """Test the loss limits on marked-to-market equity; a breach closes everything and halts.
 
         A check that provably changes nothing is skipped (``AccountLimits.check_unless_quiet``), which is
         what keeps a bar with an open position cheap; :attr:`last_limit_check` still reports it.
+
+        Args:
+            now_ms: time of the check (UTC ms).
+            equity: ``portfolio.equity()`` if the caller already computed it (quote currency).
         """
-        check = self.limits.check_unless_quiet(self.portfolio.equity(), now_ms)
+        if equity is None:
+            equity = self.portfolio.equity()
+        check = self.limits.check_unless_quiet(equity, now_ms)
         if check is None:
             return NOTHING
         self._last_limit_check = check

@@ -249,6 +249,11 @@ class AccountLimits:
             return None
         return self.check(equity, now_ms)
 
+    def quiet_band(self) -> tuple[float, float, int, int]:
+        """``(equity_low, equity_high, from_ms, until_ms)``: :meth:`check_unless_quiet` skips a check at
+        ``equity_low <= equity <= equity_high`` and ``from_ms <= now_ms < until_ms`` (empty when unknown)."""
+        return self._quiet_low, self._quiet_high, self._quiet_from_ms, self._quiet_until_ms
+
     def take_deferred_check(self) -> LimitCheck | None:
         """The result of the latest skipped check if no full check ran since (else None); see above."""
         self._settle_deferred()

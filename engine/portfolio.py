@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.models import ClosedTrade, Position, PositionSide
+from engine.models import ClosedTrade, FloatArray, Position, PositionSide
 
 # Quantities below this are dust left by rounding, not a position.
 QUANTITY_EPSILON = 1e-12
@@ -85,6 +85,18 @@ class Portfolio:
             else:
                 marked -= p.quantity * p.last_price
         return self.cash + marked
+
+    def equity_marked_at(self, symbol: str, prices: FloatArray) -> FloatArray:
+        """:meth:`equity` if the only open position, ``symbol``'s, were marked at each of ``prices``.
+
+        The same float operations as :meth:`equity`, element-wise, so each value is bit-identical to it.
+        """
+        if len(self.positions) != 1:
+            raise ValueError("equity_marked_at needs exactly one open position")
+        position = self.positions[symbol]
+        if position.side is _LONG:
+            return self.cash + (0.0 + position.quantity * prices)
+        return self.cash + (0.0 - position.quantity * prices)
 
     def unrealized_pnl(self) -> float:
         return sum(p.unrealized_pnl() for p in self.positions.values())

@@ -20,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from engine.decision import DecisionCore, EntryDecision, ExitDecision, Outcome
 from engine.fills import FillModel
-from engine.models import ClosedTrade, Event, Fill, Side
+from engine.models import ClosedTrade, Event, Fill, FloatArray, PositionSide, Side
 from engine.portfolio import QUANTITY_EPSILON
 from engine.strategy import PreparedSymbol
 from engine.timeframes import parse_timeframe
@@ -119,13 +121,18 @@ class SimulatedAccount:
         return not self._pending and self.core.idle
 
     # -------------------------------------------------------------------------------------------- bars
-    def process_bar(self, prepared: PreparedSymbol, index: int) -> None:
-        """Run steps 1-4 of the module docstring for closed bar ``index`` of ``prepared``."""
+    def process_bar(self, prepared: PreparedSymbol, index: int) -> float | None:
+        """Run steps 1-4 of the module docstring for closed bar ``index`` of ``prepared``.
+
+        Returns:
+            The equity the account limits were checked with (step 3; quote currency), which is the equity
+            after the bar too (step 4 only queues orders); None when no check ran (flat, nothing traded).
+        """
         candles = prepared.candles
         symbol = prepared.symbol
         tf_ms = self._timeframe_ms.get(candles.timeframe)
         if tf_ms is None:
-            tf_ms = self._timeframe_ms[candles.timeframe] = parse_timeframe(candles.timeframe)
+            tf_ms = self._bar_ms(candles.timeframe)
         open_ms = int(candles.open_time_ms[index])
         core = self.core
         positions = core.portfolio.positions
@@ -144,13 +151,73 @@ class SimulatedAccount:
             if position is not None:
                 position.last_price = float(candles.close[index])  # Portfolio.mark, without the lookup
         close_ms = open_ms + tf_ms
+        equity = None
         if positions or traded:
-            outcome = core.check_account(close_ms)
+            equity = core.portfolio.equity()
+            outcome = core.check_account(close_ms, equity)
             if outcome.decisions or outcome.events:
                 self._queue(outcome)
         outcome = core.on_bar(prepared, index, close_ms)
         if outcome.decisions or outcome.events:
             self._queue(outcome)
+        return equity
+
+    def skip_quiet_bars(self, prepared: PreparedSymbol, start: int, stop: int) -> FloatArray | None:
+        """Process the leading bars of ``start..stop-1`` on which nothing can change but marks, all at once.
+
+        Such a bar (an open lone position without pending orders) fills nothing (inside
+        ``FillModel.untouched_band``), leaves the stop (inside ``DecisionCore.quiet_extreme_bound``), has
+        no exit signal or volatility alarm, and its limit check is skipped (inside
+        ``AccountLimits.quiet_band``): :meth:`process_bar` would only update the best price, bar count
+        and last price and defer the check, which is what this does for the whole run.
+
+        Returns:
+            The equity after each skipped bar (possibly none), or None when the account is not in that
+            state (the caller processes bars one by one).
+        """
+        symbol = prepared.symbol
+        core = self.core
+        positions = core.portfolio.positions
+        position = positions.get(symbol)
+        if not self._quiet_bars or position is None or len(positions) != 1 or symbol in self._pending:
+            return None
+        extreme = core.quiet_extreme_bound(symbol)
+        is_long = position.side is PositionSide.LONG
+        if extreme is None or not (position.best_price <= extreme if is_long else position.best_price >= extreme):
+            return None
+        candles = prepared.candles
+        bar_open = candles.open[start:stop]
+        bar_high = candles.high[start:stop]
+        bar_low = candles.low[start:stop]
+        bar_close = candles.close[start:stop]
+        close_ms = candles.open_time_ms[start:stop] + self._bar_ms(candles.timeframe)
+        low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
+        equity_low, equity_high, from_ms, until_ms = core.limits.quiet_band()
+        equity = core.portfolio.equity_marked_at(symbol, bar_close)
+        quiet = (low < bar_low) & (low < bar_open) & (bar_high < high) & (bar_open < high)
+        quiet &= bar_high <= extreme if is_long else bar_low >= extreme
+        quiet &= ~(prepared.exit_long if is_long else prepared.exit_short)[start:stop]
+        quiet &= ~prepared.volatility_alarm[start:stop]
+        quiet &= (equity_low <= equity) & (equity <= equity_high) & (from_ms <= close_ms) & (close_ms < until_ms)
+        count = len(quiet) if quiet.all() else int(np.argmin(quiet))
+        if count:
+            # max()/min() of the bar extremes, as the per-bar update keeps them (no NaN inside the band).
+            best = float(bar_high[:count].max()) if is_long else float(bar_low[:count].min())
+            if best > position.best_price if is_long else best < position.best_price:
+                position.best_price = best
+            position.bars_held += count
+            position.last_price = float(bar_close[count - 1])
+            # Inside the quiet band: the check is deferred, as the per-bar checks were (the last one counts).
+            outcome = core.check_account(int(close_ms[count - 1]), float(equity[count - 1]))
+            if outcome.decisions or outcome.events:
+                self._queue(outcome)
+        return equity[:count]
+
+    def _bar_ms(self, timeframe: str) -> int:
+        tf_ms = self._timeframe_ms.get(timeframe)
+        if tf_ms is None:
+            tf_ms = self._timeframe_ms[timeframe] = parse_timeframe(timeframe)
+        return tf_ms
 
     def _fill_pending(self, symbol: str, open_price: float, time_ms: int) -> bool:
         orders = self._pending.pop(symbol, [])

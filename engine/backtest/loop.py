@@ -25,6 +25,7 @@ CancelCheck = Callable[[], bool]
 
 PROGRESS_EVERY_BARS = 8192
 FIRST_CHUNK = 64
+QUIET_WINDOW = 128  # bars an open position's quiet run is looked for at once
 
 
 class BacktestCancelled(BacktestException):
@@ -139,6 +140,7 @@ def run_loop(
     n = 0
     next_report = 0
     chunk = FIRST_CHUNK
+    lone_symbol = prepared[0] if len(prepared) == 1 and skip_idle_bars else None
     while n < total:
         if n >= next_report:
             if cancel is not None and cancel():
@@ -153,6 +155,18 @@ def run_loop(
                 equity[n:jump] = portfolio.cash
                 n = jump
                 continue
+        may_skip = lone_symbol is not None  # break out after a bar with a position to try skipping
+        if lone_symbol is not None and positions:
+            # One symbol: bars n.. are consecutive bars of it; the account skips its quiet ones at once.
+            first = int(bars[n])
+            skipped = sim.skip_quiet_bars(lone_symbol, first, first + min(total, next_report, n + QUIET_WINDOW) - n)
+            may_skip = skipped is not None
+            if skipped is not None and len(skipped):
+                count = len(skipped)
+                equity[n:n + count] = skipped
+                in_market[n:n + count] = True
+                n += count
+                continue
         # Items are converted to lists in chunks that grow while the account stays busy: a chunk cut short
         # when the account turns idle (e.g. a trade closed) wastes little.
         stop = min(total, next_report, n + chunk)
@@ -160,10 +174,13 @@ def run_loop(
         bar_chunk = bars[n:stop].tolist()
         chunk = min(2 * chunk, PROGRESS_EVERY_BARS)
         for offset, (k, i) in enumerate(zip(symbol_chunk, bar_chunk, strict=True)):
-            process(prepared[k], i)
+            marked = process(prepared[k], i)
             if positions:
-                equity[n + offset] = portfolio.equity()
+                equity[n + offset] = marked  # checked after the bar's fills and marks: the equity at its close
                 in_market[n + offset] = True
+                if may_skip:
+                    stop = n + offset + 1
+                    break
             else:
                 equity[n + offset] = portfolio.cash
                 if active is not None and sim.idle:

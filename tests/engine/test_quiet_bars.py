@@ -58,9 +58,12 @@ def data() -> dict[str, Candles]:
 
 
 def _run(engine: BacktestEngine, prepared: list[Any], parameters: ParameterSet, quiet: bool) -> tuple[str, ...]:
-    """Result JSON, trades and event log of one run, plus how often the full trailing update ran."""
+    """Result JSON, trades, event log, fills and a state trace of one run; how often the full trailing
+    update ran; bars skipped as quiet runs."""
     accounts: list[SimulatedAccount] = []
     calls = [0]
+    skipped_bars = [0]
+    trace: list[str] = []
 
     def switch(sim: SimulatedAccount) -> None:
         sim._quiet_bars = quiet
@@ -72,29 +75,61 @@ def _run(engine: BacktestEngine, prepared: list[Any], parameters: ParameterSet, 
             return full_update(*args, **kwargs)
 
         sim.core.risk.update_trailing_stop = counted  # type: ignore[method-assign]
+        skip = sim.skip_quiet_bars
+
+        def counted_skip(*args: Any) -> Any:
+            skipped = skip(*args)
+            skipped_bars[0] += 0 if skipped is None else len(skipped)
+            return skipped
+
+        sim.skip_quiet_bars = counted_skip  # type: ignore[method-assign,assignment]
+        # Full limit checks run at the same bars with the same equity in both modes (skipped ones are
+        # deferred), and every position closes in the same state (best price, bars held, last price, stop).
+        limits, portfolio = sim.core.limits, sim.core.portfolio
+        check, close = limits.check, portfolio.close
+
+        def traced_check(equity: float, now_ms: int) -> Any:
+            trace.append(repr(("check", equity, now_ms)))
+            return check(equity, now_ms)
+
+        def traced_close(symbol: str, *args: Any) -> Any:
+            trace.append(repr(portfolio.positions[symbol]))
+            return close(symbol, *args)
+
+        limits.check = traced_check  # type: ignore[method-assign]
+        portfolio.close = traced_close  # type: ignore[method-assign,assignment]
         accounts.append(sim)
 
     result = engine.simulate(prepared, None, parameters, on_account=switch)
     log = accounts[0].log
-    return result.to_json(), repr(log.trades), repr(log.events), repr(log.fills), str(calls[0])
+    state = repr(accounts[0].core.to_state()) + "\n".join(trace)
+    return (result.to_json(), repr(log.trades), repr(log.events), repr(log.fills), state,
+            str(calls[0]), str(skipped_bars[0]))
 
 
 def _both(engine: BacktestEngine, prepared: list[Any], parameters: ParameterSet) -> tuple[tuple[str, ...], ...]:
     return _run(engine, prepared, parameters, True), _run(engine, prepared, parameters, False)
 
 
+@pytest.mark.parametrize("symbols", [("BTC/USDT", "ETH/USDT"), ("ETH/USDT",)], ids=["two_symbols", "one_symbol"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_quiet_bar_fast_path_gives_identical_results(data: dict[str, Candles], name: str) -> None:
+def test_quiet_bar_fast_path_gives_identical_results(
+    data: dict[str, Candles], name: str, symbols: tuple[str, ...]
+) -> None:
+    """One symbol also exercises the backtest loop's skipping of whole quiet runs (SimulatedAccount.skip_quiet_bars)."""
     config = CONFIGS[name]
     risk = RiskConfig(**config.get("risk", {}))
     strategy = StrategyParams(**config.get("strategy", {}))
-    engine = BacktestEngine(data, strategy, risk=risk, breaker=BreakerConfig())
+    engine = BacktestEngine({s: data[s] for s in symbols}, strategy, risk=risk, breaker=BreakerConfig())
     parameters = ParameterSet(strategy, risk, engine.parameters.breaker)
-    prepared = [engine.prepare(symbol, None, parameters) for symbol in sorted(data)]
+    prepared = [engine.prepare(symbol, None, parameters) for symbol in symbols]
     fast, full = _both(engine, prepared, parameters)
-    assert fast[:4] == full[:4]
+    assert fast[:5] == full[:5]
     assert '"trades": []' not in fast[0]  # trades happened, so the comparison can fail
-    assert int(fast[4]) < int(full[4])  # the fast path did skip full trailing updates
+    assert int(fast[5]) < int(full[5])  # the fast path did skip full trailing updates
+    if len(symbols) == 1 and risk.trailing_policy == "percent":
+        assert int(fast[6]) > 0  # and whole quiet runs
+    assert int(full[6]) == 0
 
 
 def test_quiet_bar_configs_exercise_trailing_exits_targets_shorts_and_limit_halts(data: dict[str, Candles]) -> None:
@@ -120,8 +155,9 @@ def test_quiet_bar_fast_path_is_identical_on_the_sma_cross_workload(data: dict[s
     params = StrategyParams(take_profit_atr_multiple=0.0)
     engine = BacktestEngine(candles, params, risk=risk, breaker=breaker, backtest=BacktestConfig())
     fast, full = _both(engine, [prepare_sma_cross(candles)], ParameterSet(params, risk, breaker))
-    assert fast[:4] == full[:4]
-    assert int(fast[4]) < int(full[4]) // 10
+    assert fast[:5] == full[:5]
+    assert int(fast[5]) < int(full[5]) // 10
+    assert int(fast[6]) > 0
 
 
 # ------------------------------------------------------------------------------------------ bounds
