@@ -17,6 +17,7 @@ backtest over the same bars produce the same trades.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -186,20 +187,30 @@ class SimulatedAccount:
         if extreme is None or not (position.best_price <= extreme if is_long else position.best_price >= extreme):
             return None
         candles = prepared.candles
+        bar_ms = self._bar_ms(candles.timeframe)
+        equity_low, equity_high, from_ms, until_ms = core.limits.quiet_band()
         bar_open = candles.open[start:stop]
         bar_high = candles.high[start:stop]
         bar_low = candles.low[start:stop]
-        bar_close = candles.close[start:stop]
-        close_ms = candles.open_time_ms[start:stop] + self._bar_ms(candles.timeframe)
         low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
-        equity_low, equity_high, from_ms, until_ms = core.limits.quiet_band()
+        # Strictly inside (low, high), and the extreme inside its bound (the open too: stricter, still exact).
+        if is_long:
+            quiet = np.maximum(bar_high, bar_open) <= min(math.nextafter(high, -math.inf), extreme)
+            quiet &= np.minimum(bar_low, bar_open) > low
+        else:
+            quiet = np.minimum(bar_low, bar_open) >= max(math.nextafter(low, math.inf), extreme)
+            quiet &= np.maximum(bar_high, bar_open) < high
+        exit_now = (prepared.exit_long if is_long else prepared.exit_short)[start:stop]
+        quiet &= ~(exit_now.astype(bool, copy=False) | prepared.volatility_alarm[start:stop].astype(bool, copy=False))
+        bar_close = candles.close[start:stop]
         equity = core.portfolio.equity_marked_at(symbol, bar_close)
-        quiet = (low < bar_low) & (low < bar_open) & (bar_high < high) & (bar_open < high)
-        quiet &= bar_high <= extreme if is_long else bar_low >= extreme
-        quiet &= ~(prepared.exit_long if is_long else prepared.exit_short)[start:stop]
-        quiet &= ~prepared.volatility_alarm[start:stop]
-        quiet &= (equity_low <= equity) & (equity <= equity_high) & (from_ms <= close_ms) & (close_ms < until_ms)
-        count = len(quiet) if quiet.all() else int(np.argmin(quiet))
+        quiet &= (equity_low <= equity) & (equity <= equity_high)
+        close_ms = candles.open_time_ms[start:stop] + bar_ms
+        quiet &= (from_ms <= close_ms) & (close_ms < until_ms)
+        if not len(quiet):
+            return equity
+        first_loud = int(np.argmin(quiet))
+        count = len(quiet) if quiet[first_loud] else first_loud
         if count:
             # max()/min() of the bar extremes, as the per-bar update keeps them (no NaN inside the band).
             best = float(bar_high[:count].max()) if is_long else float(bar_low[:count].min())
