@@ -20,7 +20,7 @@ from engine.models import CircuitState, ClosedTrade, Event, MarketLimits, Positi
 from engine.portfolio import OpenPosition, Portfolio
 from engine.risk import DynamicRiskManager
 from engine.strategy import PreparedSymbol
-from engine.trailing import QuietTrail, quiet_trail
+from engine.trailing import QuietTrail, QuietTrails
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +98,7 @@ class DecisionCore:
         self._halted_by_limit = False
         # The volatility breaker is only fed while alarmed or not closed: calm bars cost nothing.
         self._watch_volatility = False
-        # Per symbol, the trailing stop's quiet bounds for its current stop state (see _trail_is_quiet).
-        self._quiet_trails: dict[str, QuietTrail] = {}
+        self._quiet_trails = QuietTrails()  # the trailing stops' quiet bounds (see _trail_is_quiet)
         self._quiet_bars_enabled = True  # private switch: False runs the full update on every bar (tests)
 
     @property
@@ -227,48 +226,38 @@ class DecisionCore:
         return tuple(decisions)
 
     def quiet_extreme_bound(self, symbol: str) -> float | None:
-        """The extreme-price bound of the symbol's open position while a bar provably changes only its marks.
+        """While not None, a bar of the symbol without exit signal or volatility alarm whose extreme stays
+        inside this bound (long ``<=``, short ``>=``) leaves the open position's stop as it is.
 
-        Not None only when the position exists, has no pending order, no breaker watches volatility and
-        the trailing policy bounds the extreme (percent): then a bar without an exit signal or volatility
-        alarm whose extreme stays inside the bound (long: ``<=``, short: ``>=``) leaves the stop as it is.
+        None unless a position is open without a pending order, no breaker watches volatility and the
+        trailing policy bounds the extreme (percent; see ``engine.trailing.quiet_trail``).
         """
         position = self.portfolio.positions.get(symbol)
         if position is None or symbol in self.pending or self._watch_volatility or not self._quiet_bars_enabled:
             return None
-        policy = self.risk.policy
-        tick = self.limits_for(symbol).tick_size
-        key = (position.side, position.entry_price, position.stop_price, policy, tick)
-        guard = self._quiet_trails.get(symbol)
-        if guard is None or guard.key != key:
-            guard = self._quiet_trails[symbol] = quiet_trail(policy, *key[:3], tick)
-        return guard.extreme_bound
+        return self._quiet_trail(symbol, position).extreme_bound
+
+    def _quiet_trail(self, symbol: str, position: OpenPosition) -> QuietTrail:
+        limits = self.market_limits.get(symbol)
+        tick = (limits if limits is not None else self.limits_for(symbol)).tick_size
+        return self._quiet_trails.get(
+            symbol, self.risk.policy, position.side, position.entry_price, position.stop_price, tick
+        )
 
     def _trail_is_quiet(
         self, symbol: str, position: OpenPosition, best: float, prepared: PreparedSymbol, index: int
     ) -> bool:
-        """Whether the trailing update provably leaves the stop as it is on this bar (a cheap pre-test).
-
-        The bounds come from the policy (``engine.trailing.quiet_trail``) and are recomputed whenever the
-        stop, entry, side, policy or tick changed; outside them the full update runs.
-        """
+        """Whether the trailing update provably leaves the stop as it is on this bar (else it runs in full)."""
         if not self._quiet_bars_enabled:
             return False
-        side = position.side
-        policy = self.risk.policy
-        limits = self.market_limits.get(symbol)
-        tick = (limits if limits is not None else self.limits_for(symbol)).tick_size
-        key = (side, position.entry_price, position.stop_price, policy, tick)
-        guard = self._quiet_trails.get(symbol)
-        if guard is None or guard.key != key:
-            guard = self._quiet_trails[symbol] = quiet_trail(policy, *key[:3], tick)
-        is_long = side is PositionSide.LONG
+        guard = self._quiet_trail(symbol, position)
+        is_long = position.side is PositionSide.LONG
         bound = guard.extreme_bound
         if bound is not None:
             return best <= bound if is_long else best >= bound
-        raw = policy.candidate(
-            side, position.entry_price, best, float(prepared.candles.close[index]), float(prepared.atr[index]),
-            float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
+        raw = self.risk.policy.candidate(
+            position.side, position.entry_price, best, float(prepared.candles.close[index]),
+            float(prepared.atr[index]), float(prepared.swing_low[index] if is_long else prepared.swing_high[index]),
         )
         return not raw > guard.candidate_bound if is_long else not raw < guard.candidate_bound
 

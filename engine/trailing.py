@@ -250,6 +250,23 @@ def quiet_trail(
     return QuietTrail((side, entry_price, current_stop, policy, tick), bound, extreme_bound)
 
 
+class QuietTrails:
+    """Per symbol, the :class:`QuietTrail` of its current stop state, recomputed only when that changes."""
+
+    def __init__(self) -> None:
+        self._by_symbol: dict[str, QuietTrail] = {}
+
+    def get(
+        self, symbol: str, policy: TrailingPolicy, side: PositionSide, entry_price: float, current_stop: float,
+        tick: float,
+    ) -> QuietTrail:
+        key = (side, entry_price, current_stop, policy, tick)
+        guard = self._by_symbol.get(symbol)
+        if guard is None or guard.key != key:
+            guard = self._by_symbol[symbol] = quiet_trail(policy, side, entry_price, current_stop, tick)
+        return guard
+
+
 def swing_levels(high: FloatArray, low: FloatArray, lookback: int) -> tuple[FloatArray, FloatArray]:
     """Last confirmed swing low and swing high at every bar, without look-ahead.
 
