@@ -11,7 +11,7 @@ help:
 	@echo "make run    - install (first time) and start the console in paper mode on bundled candles"
 	@echo "make test   - install (first time) and run the whole test suite"
 	@echo "make bench  - run the benchmarks (prints ratios against peers measured in the same run)"
-	@echo "make lint   - ruff and the import-linter contract"
+	@echo "make lint   - ruff, the import-linter contract and mypy --strict on engine/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-bench $(VENV)/.installed-test
 lint: $(VENV)/.installed-lint $(VENV)/.installed-test
 	$(BIN)/ruff check engine tradebot_tui tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict engine
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

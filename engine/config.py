@@ -26,6 +26,7 @@ CONFIG_PATH_ENV = "TRADEBOT_CONFIG"
 SECRET_FIELDS = frozenset({"exchange.api_key", "exchange.api_secret", "telegram.token"})
 
 Percent = float  # pct in [0, 100]
+BreakerName = Literal["volatility", "loss", "system"]
 
 
 class _Section(BaseModel):
@@ -107,7 +108,7 @@ class BreakerConfig(_Section):
     api_error_window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=900.0, ge=0)
     half_open_size_ratio: float = Field(default=0.5, gt=0, le=1)
-    latching: list[Literal["volatility", "loss", "system"]] = Field(default_factory=lambda: ["loss"])
+    latching: list[BreakerName] = Field(default_factory=lambda: list[BreakerName](["loss"]))
 
 
 class BacktestConfig(_Section):

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from engine.data.live_feed import CcxtCandleFeed, ClosedCandle
 from engine.data.replay_feed import ReplayFeed, load_replay_series
 from engine.errors import ExchangeCallException
@@ -79,8 +81,8 @@ async def _fetch_history(engine: TradingEngine, client: Any, symbol: str) -> Can
         policy=retry_policy(engine),
     )
     rows = sorted((r for r in rows if int(r[0]) + tf_ms <= now), key=lambda r: int(r[0]))
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(6)]
-    return Candles(symbol, engine.timeframe, *columns)
+    table = np.array(rows, dtype=np.float64).reshape(-1, 6)  # ms times < 2**53 are exact in float64
+    return Candles(symbol, engine.timeframe, table[:, 0].astype(np.int64), *(table[:, k] for k in range(1, 6)))
 
 
 async def _build_live_feed(engine: TradingEngine) -> LiveFeedRunner:

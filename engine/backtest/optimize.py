@@ -168,7 +168,7 @@ def run_on_dask(context: OptimizationContext, tasks: Sequence[EvaluationTask], c
     """Run on Dask distributed; ``cluster`` is a scheduler address or a ``distributed.Client``."""
     from distributed import Client
 
-    client = cluster if isinstance(cluster, Client) else Client(cluster)
+    client: Any = cluster if isinstance(cluster, Client) else Client(cluster)  # type: ignore[no-untyped-call]
     try:
         shared = client.scatter(context, broadcast=True)
         futures = [client.submit(evaluate_task, shared, task, pure=False) for task in tasks]
@@ -212,7 +212,7 @@ class OptimizationReport:
     walk_forward: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return plain(
+        plain_dict: dict[str, Any] = plain(
             {
                 "method": self.method,
                 "objective": self.objective,
@@ -221,6 +221,7 @@ class OptimizationReport:
                 "walk_forward": self.walk_forward,
             }
         )
+        return plain_dict
 
     def table(self, limit: int = 20) -> str:
         """Ranked plain-text table: in-sample and out-of-sample objective side by side."""
@@ -324,7 +325,7 @@ def optimize(
             )
         )
     order = sorted(range(len(rows)), key=lambda k: (rows[k].in_score is None, -(rows[k].in_score or 0.0), k))
-    walk = []
+    walk: list[dict[str, Any]] = []
     for fold in range(folds):
         fold_in = [score_of(row.in_sample[fold], objective) for row in rows]
         candidates = [k for k in range(len(rows)) if fold_in[k] is not None]
