@@ -12,6 +12,7 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from engine.config import RiskConfig
@@ -89,6 +90,7 @@ def _boundary_guess(reference: float, threshold_pct: float) -> float:
     return reference * (1.0 - effective / 100.0)
 
 
+@lru_cache(maxsize=64, typed=True)  # pure: the drawdown peak repeats across checks for days
 def _lowest_equity_not_reaching(reference: float, threshold_pct: float) -> float:
     """An equity level from which up ``loss_pct(reference, .)`` does not reach ``threshold_pct`` (inf: none)."""
     if reaches(0.0, threshold_pct):
@@ -103,6 +105,7 @@ def _lowest_equity_not_reaching(reference: float, threshold_pct: float) -> float
     return reference
 
 
+@lru_cache(maxsize=64, typed=True)  # pure: the drawdown peak repeats across checks for days
 def _highest_equity_reaching(reference: float, threshold_pct: float) -> float:
     """An equity level from which down ``loss_pct(reference, .)`` reaches ``threshold_pct`` (-inf: none)."""
     if reaches(0.0, threshold_pct):
@@ -115,6 +118,11 @@ def _highest_equity_reaching(reference: float, threshold_pct: float) -> float:
         level -= nudge
         nudge *= 2.0
     return -math.inf
+
+
+def _limit_event_data(name: str, value: float, limit: float, equity: float) -> dict[str, Any]:
+    """The data of a limit event (built only when an event is, not on every check)."""
+    return {"limit": name, "value_pct": value, "limit_pct": limit, "distance_pct": limit - value, "equity": equity}
 
 
 class AccountLimits:
@@ -137,6 +145,8 @@ class AccountLimits:
         self._quiet_until_ms = 0
         self._deferred: tuple[float, int] | None = None  # (equity, now_ms) of the last skipped check
         self._deferred_result: LimitCheck | None = None
+        self._band_key: tuple[Any, ...] | None = None  # inputs of the last computed quiet band
+        self._band: tuple[float, float, int, int] = self.quiet_band()
         self.reconfigure(config)
 
     def reconfigure(self, config: RiskConfig) -> None:
@@ -193,31 +203,31 @@ class AccountLimits:
         values = {DAILY_LOSS: daily_loss_pct, DRAWDOWN: drawdown_pct}
 
         breached_now: list[str] = []
+        warned, latched, limits = self._warned, self._latched, self._limits
+        ratio = self._config.warning_threshold_ratio
         for name in _LIMIT_NAMES:
-            value, limit = values[name], self._limits[name]
-            data = {"limit": name, "value_pct": value, "limit_pct": limit, "distance_pct": limit - value,
-                    "equity": equity}
-            if reaches(value, limit):
+            value, limit = values[name], limits[name]
+            breached = reaches(value, limit)
+            if breached:
                 breached_now.append(name)
-                if name not in self._latched:
-                    self._latched[name] = now_ms
+                if name not in latched:
+                    latched[name] = now_ms
                     events.append(Event(
                         "RiskLimitBreached", now_ms,
                         f"{name.replace('_', ' ')} {value:.2f}% reached limit {limit}%: closing all positions",
-                        data, "critical",
+                        _limit_event_data(name, value, limit, equity), "critical",
                     ))
-            warn_at = limit * self._config.warning_threshold_ratio
-            if reaches(value, warn_at):
-                if not self._warned[name]:
-                    self._warned[name] = True
-                    if name not in breached_now:
+            if reaches(value, limit * ratio):
+                if not warned[name]:
+                    warned[name] = True
+                    if not breached:
                         events.append(Event(
                             "RiskLimitWarning", now_ms,
                             f"{name.replace('_', ' ')} {value:.2f}% is {limit - value:.2f} points from limit {limit}%",
-                            data, "warning",
+                            _limit_event_data(name, value, limit, equity), "warning",
                         ))
             else:
-                self._warned[name] = False
+                warned[name] = False
 
         if breached_now:
             action = RiskAction.CLOSE_ALL_AND_HALT
@@ -283,12 +293,20 @@ class AccountLimits:
         peak, day_start, day_key = self._peak_equity, self._day_start_equity, self._day_key
         if peak is None or day_start is None or day_key is None or not (peak > 0.0 and day_start > 0.0):
             return
-        low, high = -math.inf, peak  # above the peak a check would raise the peak
         ratio = self._config.warning_threshold_ratio
+        warned, limits = self._warned, self._limits
+        # Everything the band depends on; most checks (one per closed trade) find it unchanged. An exact
+        # match (a cache key, not a limit comparison) reuses the band the same inputs gave last time.
+        key = (peak, day_start, day_key, ratio, self._reset_offset_ms, limits[DAILY_LOSS], limits[DRAWDOWN],
+               warned[DAILY_LOSS], warned[DRAWDOWN])
+        if key == self._band_key:
+            self._quiet_low, self._quiet_high, self._quiet_from_ms, self._quiet_until_ms = self._band
+            return
+        low, high = -math.inf, peak  # above the peak a check would raise the peak
         for name, reference in ((DAILY_LOSS, day_start), (DRAWDOWN, peak)):
-            limit = self._limits[name]
+            limit = limits[name]
             low = max(low, _lowest_equity_not_reaching(reference, limit))
-            if self._warned[name]:
+            if warned[name]:
                 high = min(high, _highest_equity_reaching(reference, limit * ratio))
             else:
                 low = max(low, _lowest_equity_not_reaching(reference, limit * ratio))
@@ -296,6 +314,8 @@ class AccountLimits:
             self._quiet_low, self._quiet_high = low, high
             self._quiet_from_ms = day_key * DAY_MS + self._reset_offset_ms
             self._quiet_until_ms = self._quiet_from_ms + DAY_MS
+        self._band_key = key
+        self._band = self.quiet_band()
 
     def _check_result(
         self, action: RiskAction, equity: float, daily_loss_pct: float, drawdown_pct: float,

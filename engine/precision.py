@@ -51,14 +51,14 @@ def floor_to_step(value: float, step: float) -> float:
     Used for quantities (never buy more than sized) and for long stops (further from entry).
     """
     quotient = value / step
-    steps = math.floor(quotient + _tolerance(quotient))
+    steps = math.floor(quotient + (STEP_EPS + abs(quotient) * _QUOTIENT_ULPS))  # _tolerance, inlined
     return round(steps * step, step_decimals(step))
 
 
 def ceil_to_step(value: float, step: float) -> float:
     """Smallest multiple of ``step`` that is >= ``value`` (within ``STEP_EPS`` steps)."""
     quotient = value / step
-    steps = math.ceil(quotient - _tolerance(quotient))
+    steps = math.ceil(quotient - (STEP_EPS + abs(quotient) * _QUOTIENT_ULPS))  # _tolerance, inlined
     return round(steps * step, step_decimals(step))
 
 

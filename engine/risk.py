@@ -52,7 +52,10 @@ def _refuse(reason: str, stop_price: float | None = None) -> SizeDecision:
 
 
 def _finite(*values: float) -> bool:
-    return all(math.isfinite(value) for value in values)
+    for value in values:  # a loop, not all(<generator>): this runs on every entry decision
+        if not math.isfinite(value):
+            return False
+    return True
 
 
 class DynamicRiskManager:
