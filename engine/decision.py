@@ -284,13 +284,15 @@ class DecisionCore:
         price = float(prepared.candles.close[index])
         atr = float(prepared.atr[index])
         limits = self.limits_for(symbol)
+        strength = float(prepared.entry_strength[index])
+        multiplier = float(prepared.entry_multiplier[index])
         size = self.risk.calculate_position_size(
             equity=self.portfolio.equity(),
             available_balance=self.portfolio.available_balance(),
             entry_price=price,
             atr=atr,
-            signal_strength=float(prepared.entry_strength[index]),
-            confluence_multiplier=float(prepared.entry_multiplier[index]),
+            signal_strength=strength,
+            confluence_multiplier=multiplier,
             limits=limits,
             volatility_ratio=float(prepared.volatility_ratio[index]),
             size_multiplier=permission.size_multiplier,
@@ -308,8 +310,8 @@ class DecisionCore:
             quantity=size.quantity,
             stop_price=size.stop_price,
             take_profit_price=target,
-            strength=float(prepared.entry_strength[index]),
-            multiplier=float(prepared.entry_multiplier[index]),
+            strength=strength,
+            multiplier=multiplier,
             decided_ms=now_ms,
             reason="; ".join(prepared.reasons_at(index)) + f"; {size.reason}",
         )

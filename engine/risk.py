@@ -58,6 +58,11 @@ def _finite(*values: float) -> bool:
     return True
 
 
+def _equity_cap_reason(config: RiskConfig) -> str:
+    """The sizing reason when the equity cap binds (formatted once per config, not per entry)."""
+    return f"capped at {config.max_position_size_percent}% of equity"
+
+
 class DynamicRiskManager:
     """Sizes positions, places stops and enforces the daily-loss and max-drawdown limits.
 
@@ -68,6 +73,7 @@ class DynamicRiskManager:
 
     def __init__(self, config: RiskConfig) -> None:
         self._config = config
+        self._equity_cap_reason = _equity_cap_reason(config)
         self._policy: TrailingPolicy = trailing_policy_from_config(config)
         self._limits = AccountLimits(config)
 
@@ -88,6 +94,7 @@ class DynamicRiskManager:
     def reconfigure(self, config: RiskConfig) -> None:
         """Apply new settings (e.g. a ``SetRiskLimit`` command) keeping the account state."""
         self._config = config
+        self._equity_cap_reason = _equity_cap_reason(config)
         self._policy = trailing_policy_from_config(config)
         self._limits.reconfigure(config)
 
@@ -231,7 +238,7 @@ class DynamicRiskManager:
         if qty_risk <= qty_cap:
             raw_qty, binding = qty_risk, "sized by risk"
         elif position_cap <= available_balance:
-            raw_qty, binding = qty_cap, f"capped at {cfg.max_position_size_percent}% of equity"
+            raw_qty, binding = qty_cap, self._equity_cap_reason
         else:
             raw_qty, binding = qty_cap, "capped by available balance"
         step = limits.lot_step

@@ -192,23 +192,32 @@ class SimulatedAccount:
         bar_open = candles.open[start:stop]
         bar_high = candles.high[start:stop]
         bar_low = candles.low[start:stop]
+        if not len(bar_open):
+            return np.empty(0, dtype=np.float64)
+        # The mask is built in stages; once its first element is False no bar is skipped, so the rest of
+        # it is not needed (the first bar is most often loud for a reason tested early: stop hit, exit).
+        exit_now = (prepared.exit_long if is_long else prepared.exit_short)[start:stop]
+        alarm = prepared.volatility_alarm[start:stop]
+        if exit_now[0] or alarm[0]:
+            return np.empty(0, dtype=np.float64)
         low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
         # Strictly inside (low, high), and the extreme inside its bound (the open too: stricter, still exact).
         if is_long:
-            quiet = np.maximum(bar_high, bar_open) <= min(math.nextafter(high, -math.inf), extreme)
-            quiet &= np.minimum(bar_low, bar_open) > low
+            quiet = np.minimum(bar_low, bar_open) > low
+            if not quiet[0]:
+                return np.empty(0, dtype=np.float64)
+            quiet &= np.maximum(bar_high, bar_open) <= min(math.nextafter(high, -math.inf), extreme)
         else:
-            quiet = np.minimum(bar_low, bar_open) >= max(math.nextafter(low, math.inf), extreme)
-            quiet &= np.maximum(bar_high, bar_open) < high
-        exit_now = (prepared.exit_long if is_long else prepared.exit_short)[start:stop]
-        quiet &= ~(exit_now.astype(bool, copy=False) | prepared.volatility_alarm[start:stop].astype(bool, copy=False))
+            quiet = np.maximum(bar_high, bar_open) < high
+            if not quiet[0]:
+                return np.empty(0, dtype=np.float64)
+            quiet &= np.minimum(bar_low, bar_open) >= max(math.nextafter(low, math.inf), extreme)
+        quiet &= ~np.logical_or(exit_now, alarm)  # non-zero (or NaN) counts as set, as astype(bool) does
         bar_close = candles.close[start:stop]
         equity = core.portfolio.equity_marked_at(symbol, bar_close)
         quiet &= (equity_low <= equity) & (equity <= equity_high)
         close_ms = candles.open_time_ms[start:stop] + bar_ms
         quiet &= (from_ms <= close_ms) & (close_ms < until_ms)
-        if not len(quiet):
-            return equity
         first_loud = int(np.argmin(quiet))
         count = len(quiet) if quiet[first_loud] else first_loud
         if count:
