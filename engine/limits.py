@@ -78,7 +78,8 @@ class LimitCheck:
 
 def loss_pct(reference: float, equity: float) -> float:
     """Loss of ``equity`` below ``reference`` (> 0) in pct of ``reference``, floored at 0."""
-    return max(0.0, (reference - equity) / reference * 100.0)
+    loss = (reference - equity) / reference * 100.0
+    return loss if loss > 0.0 else 0.0  # max(0.0, loss) without the builtin call: the same value, NaN -> 0.0
 
 
 _SEARCH_STEPS = 64

@@ -82,4 +82,6 @@ def reaches(value: float, limit: float) -> bool:
     *not* allowed, so a value exactly at the limit trips. The tolerance makes a value computed as
     ``4.999999999999999`` for a true 5 count as 5. NaN never reaches anything.
     """
-    return value >= limit - LIMIT_REL_EPS * max(1.0, abs(limit))
+    magnitude = abs(limit)
+    # max(1.0, magnitude) without the builtin call (a hot path): the same value, NaN included (-> 1.0).
+    return value >= limit - LIMIT_REL_EPS * (magnitude if magnitude > 1.0 else 1.0)

@@ -216,8 +216,10 @@ class SimulatedAccount:
         bar_close = candles.close[start:stop]
         equity = core.portfolio.equity_marked_at(symbol, bar_close)
         quiet &= (equity_low <= equity) & (equity <= equity_high)
-        close_ms = candles.open_time_ms[start:stop] + bar_ms
-        quiet &= (from_ms <= close_ms) & (close_ms < until_ms)
+        # from_ms <= close < until_ms with close = open + bar_ms, tested on the open times (exact integers).
+        open_ms = candles.open_time_ms[start:stop]
+        quiet &= from_ms - bar_ms <= open_ms
+        quiet &= open_ms < until_ms - bar_ms
         first_loud = int(np.argmin(quiet))
         count = len(quiet) if quiet[first_loud] else first_loud
         if count:
@@ -228,7 +230,7 @@ class SimulatedAccount:
             position.bars_held += count
             position.last_price = float(bar_close[count - 1])
             # Inside the quiet band: the check is deferred, as the per-bar checks were (the last one counts).
-            outcome = core.check_account(int(close_ms[count - 1]), float(equity[count - 1]))
+            outcome = core.check_account(int(open_ms[count - 1]) + bar_ms, float(equity[count - 1]))
             if outcome.decisions or outcome.events:
                 self._queue(outcome)
         return equity[:count]
