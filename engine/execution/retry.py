@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 import ccxt  # type: ignore[import-untyped]
 
+from engine.backoff import exponential_ceiling_s
 from engine.errors import (
     ExchangeAuthException,
     ExchangeCallException,
@@ -92,8 +93,7 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int, rng: RandomSource) -> float:
         """Full-jitter delay in seconds after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        return rng.uniform(0.0, ceiling)
+        return rng.uniform(0.0, exponential_ceiling_s(attempt, self.base_delay_s, self.max_delay_s))
 
 
 def sanitize_reason(text: str) -> str:

@@ -39,6 +39,7 @@ from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 
+from engine.backoff import exponential_ceiling_s
 from engine.notify.formatting import coalesce, join_texts
 from engine.store.records import OutboxMessage
 
@@ -71,8 +72,7 @@ class RetryPolicy:
 
     def delay_s(self, failed_attempts: int, rng: random.Random) -> float:
         """Seconds to wait after the ``failed_attempts``-th consecutive failure (>= 1)."""
-        exponent = max(0, failed_attempts - 1)
-        raw = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(exponent, 60))
+        raw = exponential_ceiling_s(failed_attempts, self.base_delay_s, self.max_delay_s)
         return max(0.0, raw * rng.uniform(1.0 - self.jitter_ratio, 1.0 + self.jitter_ratio))
 
     def gives_up_after(self, attempts: int) -> bool:
