@@ -14,11 +14,11 @@ Run: ``.venv/bin/python benchmarks/bench_analyzers.py``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
+import timing  # benchmarks/timing.py: shared data path and best-of timing
+from timing import BTC_5M_FILE
 
 from engine.data.csv_import import read_candle_file
 from engine.models import Candles
@@ -26,17 +26,12 @@ from engine.mtf import MultiTimeframeAnalyzer
 from engine.timeframes import resample
 from engine.volume import VolumeAnalyzer
 
-DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-5m.csv.gz"
+DATA_FILE = BTC_5M_FILE
 REPEATS = 3
 
 
 def best_of(action: Callable[[], object], repeats: int = REPEATS) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    return timing.best_of(action, repeats)
 
 
 def pandas_resample(frame: pd.DataFrame) -> pd.DataFrame:

@@ -21,22 +21,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import timing  # benchmarks/timing.py: shared data path and best-of timing
+from timing import BTC_5M_FILE
 
 from engine.data.csv_import import import_candle_file, read_candle_file
 from engine.errors import DataValidationError
 from engine.store import Store
 
-DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-5m.csv.gz"
+DATA_FILE = BTC_5M_FILE
 REPEATS = 5
 
 
 def best_of(action: Callable[[], object]) -> float:
-    timings = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    return timing.best_of(action, REPEATS)
 
 
 def expect_rejection(path: Path) -> None:

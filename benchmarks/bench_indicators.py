@@ -19,11 +19,12 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import talib
+import timing  # benchmarks/timing.py: shared data path and best-of timing
+from timing import BTC_5M_FILE
 
 from engine import indicators as ind
 from engine.models import Candles
@@ -34,18 +35,14 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import pandas_ta_classic as pta
 
-DATA_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-5m.csv.gz"
+DATA_FILE = BTC_5M_FILE
 BARS = 525_600
 REPEATS = 5
 
 
 def best_of(action: Callable[[], object], repeats: int = REPEATS) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - start)
-    return min(timings) * 1e3
+    """Fastest run in milliseconds."""
+    return timing.best_of(action, repeats) * 1e3
 
 
 def load_bars() -> tuple[pd.DataFrame, str]:
