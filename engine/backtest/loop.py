@@ -9,8 +9,9 @@ the loop jumps over them; ``skip_idle_bars=False`` visits every bar and gives th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -170,10 +171,14 @@ def run_loop(
         # Items are converted to lists in chunks that grow while the account stays busy: a chunk cut short
         # when the account turns idle (e.g. a trade closed) wastes little.
         stop = min(total, next_report, n + chunk)
-        symbol_chunk = symbols[n:stop].tolist()
-        bar_chunk = bars[n:stop].tolist()
+        if lone_symbol is not None:
+            # One symbol: its bars are consecutive, no index lists to build (the chunk is often cut at once).
+            first = int(bars[n])
+            items: Iterable[tuple[int, int]] = zip(repeat(0), range(first, first + stop - n))
+        else:
+            items = zip(symbols[n:stop].tolist(), bars[n:stop].tolist(), strict=True)
         chunk = min(2 * chunk, PROGRESS_EVERY_BARS)
-        for offset, (k, i) in enumerate(zip(symbol_chunk, bar_chunk, strict=True)):
+        for offset, (k, i) in enumerate(items):
             marked = process(prepared[k], i)
             if positions:
                 equity[n + offset] = marked  # checked after the bar's fills and marks: the equity at its close
