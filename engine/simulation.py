@@ -18,6 +18,7 @@ backtest over the same bars produce the same trades.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,10 +50,18 @@ class TradeRecord:
 
 @dataclass
 class SimulationLog:
+    """What a simulated account did. ``events`` holds the events themselves only while the account keeps
+    them (see :class:`SimulatedAccount`); ``event_counts`` counts every event by kind either way."""
+
     trades: list[TradeRecord] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    event_counts: Counter[str] = field(default_factory=Counter)
     rejected_orders: int = 0
+
+
+_NO_BARS: FloatArray = np.empty(0, dtype=np.float64)
+_NO_BARS.flags.writeable = False  # shared by every call that skips nothing
 
 
 def _exit_kind(reason: str) -> str:
@@ -74,6 +83,10 @@ class SimulatedAccount:
         core: the decision path and its account.
         fill_model: fill assumptions (shared with the paper broker).
         on_event: called with every event as it happens (the runtime publishes them; None collects only).
+        keep_fills: record every fill in ``log.fills``.
+        keep_events: record every event in ``log.events``. Without it and without ``on_event`` only
+            ``log.event_counts`` is kept, and a position's open/close events are never built (a backtest
+            needs the counts only; building the messages was a measurable share of a trade's cost).
     """
 
     def __init__(
@@ -82,6 +95,7 @@ class SimulatedAccount:
         fill_model: FillModel,
         on_event: Callable[[Event], None] | None = None,
         keep_fills: bool = True,
+        keep_events: bool = True,
     ) -> None:
         self.core = core
         self.fill_model = fill_model
@@ -90,6 +104,7 @@ class SimulatedAccount:
         self._entry_reasons: dict[str, str] = {}
         self._on_event = on_event
         self._keep_fills = keep_fills
+        self.keep_events = keep_events
         self._timeframe_ms: dict[str, int] = {}
         self._quiet_bars = True  # private switch: False tests every bar's stop and target in full (tests)
 
@@ -97,10 +112,18 @@ class SimulatedAccount:
     def _emit(self, events: tuple[Event, ...] | list[Event]) -> None:
         if not events:
             return
-        self.log.events.extend(events)
+        counts = self.log.event_counts
+        for event in events:
+            counts[event.kind] += 1
+        if self.keep_events:
+            self.log.events.extend(events)
         if self._on_event is not None:
             for event in events:
                 self._on_event(event)
+
+    @property
+    def _builds_events(self) -> bool:
+        return self.keep_events or self._on_event is not None
 
     def _queue(self, outcome: Outcome) -> None:
         self._emit(outcome.events)
@@ -187,31 +210,36 @@ class SimulatedAccount:
         if extreme is None or not (position.best_price <= extreme if is_long else position.best_price >= extreme):
             return None
         candles = prepared.candles
+        exit_signal = prepared.exit_long if is_long else prepared.exit_short
+        if start >= stop or exit_signal[start] or prepared.volatility_alarm[start]:
+            return _NO_BARS
+        low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
+        # Strictly inside (low, high), and the extreme inside its bound (the open too: stricter, still exact).
+        # The first bar decides most calls (a stop hit): it is tested on scalars before any array work.
+        first_open = candles.open[start]
+        if is_long:
+            ceiling = min(math.nextafter(high, -math.inf), extreme)
+            if not (candles.low[start] > low and first_open > low and candles.high[start] <= ceiling
+                    and first_open <= ceiling):
+                return _NO_BARS
+        else:
+            floor = max(math.nextafter(low, math.inf), extreme)
+            if not (candles.high[start] < high and first_open < high and candles.low[start] >= floor
+                    and first_open >= floor):
+                return _NO_BARS
         bar_ms = self._bar_ms(candles.timeframe)
         equity_low, equity_high, from_ms, until_ms = core.limits.quiet_band()
         bar_open = candles.open[start:stop]
         bar_high = candles.high[start:stop]
         bar_low = candles.low[start:stop]
-        if not len(bar_open):
-            return np.empty(0, dtype=np.float64)
-        # The mask is built in stages; once its first element is False no bar is skipped, so the rest of
-        # it is not needed (the first bar is most often loud for a reason tested early: stop hit, exit).
-        exit_now = (prepared.exit_long if is_long else prepared.exit_short)[start:stop]
+        exit_now = exit_signal[start:stop]
         alarm = prepared.volatility_alarm[start:stop]
-        if exit_now[0] or alarm[0]:
-            return np.empty(0, dtype=np.float64)
-        low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
-        # Strictly inside (low, high), and the extreme inside its bound (the open too: stricter, still exact).
         if is_long:
             quiet = np.minimum(bar_low, bar_open) > low
-            if not quiet[0]:
-                return np.empty(0, dtype=np.float64)
-            quiet &= np.maximum(bar_high, bar_open) <= min(math.nextafter(high, -math.inf), extreme)
+            quiet &= np.maximum(bar_high, bar_open) <= ceiling
         else:
             quiet = np.maximum(bar_high, bar_open) < high
-            if not quiet[0]:
-                return np.empty(0, dtype=np.float64)
-            quiet &= np.minimum(bar_low, bar_open) >= max(math.nextafter(low, math.inf), extreme)
+            quiet &= np.minimum(bar_low, bar_open) >= floor
         quiet &= ~np.logical_or(exit_now, alarm)  # non-zero (or NaN) counts as set, as astype(bool) does
         bar_close = candles.close[start:stop]
         equity = core.portfolio.equity_marked_at(symbol, bar_close)
@@ -275,6 +303,9 @@ class SimulatedAccount:
         if self._keep_fills:
             self.log.fills.append(Fill(f"sim-{order.symbol}-{time_ms}-in", order.symbol, order.side.entry_side,
                                        order.quantity, price, fee, time_ms))
+        if not self._builds_events:
+            self.log.event_counts["PositionOpened"] += 1
+            return True
         self._emit([Event(
             "PositionOpened", time_ms,
             f"{order.symbol} {position.side.value} {order.quantity:g} @ {price:.8g} (stop {order.stop_price:.8g})",
@@ -311,14 +342,17 @@ class SimulatedAccount:
         if self._keep_fills:
             self.log.fills.append(Fill(f"sim-{symbol}-{time_ms}-out", symbol, position.side.exit_side,
                                        position.quantity, price, fee, time_ms))
-        self._emit([Event(
-            "PositionClosed", time_ms,
-            f"{symbol} {position.side.value} closed @ {price:.8g} ({kind}) pnl {trade.pnl:+.2f}",
-            {"symbol": symbol, "side": position.side.value, "qty": position.quantity,
-             "entry": position.entry_price, "exit": price, "pnl": trade.pnl, "reason": kind,
-             "stop_and_target_in_one_bar": ambiguous},
-            "info" if trade.pnl >= 0 else "warning",
-        )])
+        if not self._builds_events:
+            self.log.event_counts["PositionClosed"] += 1
+        else:
+            self._emit([Event(
+                "PositionClosed", time_ms,
+                f"{symbol} {position.side.value} closed @ {price:.8g} ({kind}) pnl {trade.pnl:+.2f}",
+                {"symbol": symbol, "side": position.side.value, "qty": position.quantity,
+                 "entry": position.entry_price, "exit": price, "pnl": trade.pnl, "reason": kind,
+                 "stop_and_target_in_one_bar": ambiguous},
+                "info" if trade.pnl >= 0 else "warning",
+            )])
         self._emit(self.core.on_trade_closed(trade, time_ms).events)
         return True
 

@@ -12,7 +12,6 @@ choice is recorded in the result's assumptions.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -170,7 +169,7 @@ class BacktestEngine:
             take_profit_atr_multiple=parameters.strategy.take_profit_atr_multiple,
         )
         fill_model = FillModel.from_config(self.backtest_config)
-        sim = SimulatedAccount(core, fill_model, keep_fills=False)
+        sim = SimulatedAccount(core, fill_model, keep_fills=False, keep_events=False)
         if on_account is not None:
             on_account(sim)
         output = run_loop(prepared, sim, start_ms, progress=progress, cancel=cancel, skip_idle_bars=skip_idle_bars)
@@ -221,7 +220,7 @@ class BacktestEngine:
             equity=output.equity,
             in_market=output.in_market,
             metrics=metrics,
-            event_counts=dict(sorted(Counter(e.kind for e in sim.log.events).items())),
+            event_counts=dict(sorted(sim.log.event_counts.items())),
             rejected_orders=sim.log.rejected_orders,
         )
 

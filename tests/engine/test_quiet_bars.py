@@ -66,6 +66,7 @@ def _run(engine: BacktestEngine, prepared: list[Any], parameters: ParameterSet, 
     trace: list[str] = []
 
     def switch(sim: SimulatedAccount) -> None:
+        sim.keep_events = True
         sim._quiet_bars = quiet
         sim.core._quiet_bars_enabled = quiet
         full_update = sim.core.risk.update_trailing_stop
