@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from engine.fills import FillModel
@@ -114,3 +116,15 @@ def test_short_stop_gap_fills_at_the_open_plus_slippage() -> None:
     model = FillModel(0.001, SLIP)
     assert model.stop_trigger_price(PositionSide.SHORT, 102.0, 103.0, 104.0, 102.5) == 103.0
     assert model.market_price(PositionSide.SHORT.exit_side, 103.0) == pytest.approx(103 * (1 + SLIP))
+
+
+def test_event_counts_are_the_same_whether_or_not_the_events_are_kept() -> None:
+    kept_item, kept = _entry_then((99, 99.5, 97.5, 98.5))
+    counted_item, counted = _entry_then((99, 99.5, 97.5, 98.5))
+    counted.keep_events = False
+    run(kept, kept_item, upto=3)
+    run(counted, counted_item, upto=3)
+    assert Counter(event.kind for event in kept.log.events) == kept.log.event_counts
+    assert counted.log.event_counts == kept.log.event_counts
+    assert {"PositionOpened", "PositionClosed"} <= set(counted.log.event_counts)
+    assert counted.log.events == []
