@@ -64,6 +64,32 @@ _NO_BARS: FloatArray = np.empty(0, dtype=np.float64)
 _NO_BARS.flags.writeable = False  # shared by every call that skips nothing
 
 
+@dataclass(frozen=True, slots=True)
+class _QuietArrays:
+    """Per-bar inputs of :meth:`SimulatedAccount.skip_quiet_bars`, computed once per prepared symbol.
+
+    ``lowest``/``highest``: min/max of the bar's open and low/high; ``calm_*``: no exit signal for that
+    side and no volatility alarm (non-zero or NaN counts as set, as ``astype(bool)`` does).
+    """
+
+    prepared: PreparedSymbol
+    lowest: FloatArray
+    highest: FloatArray
+    calm_long: np.ndarray
+    calm_short: np.ndarray
+
+    @classmethod
+    def of(cls, prepared: PreparedSymbol) -> _QuietArrays:
+        candles, alarm = prepared.candles, prepared.volatility_alarm
+        return cls(
+            prepared,
+            np.minimum(candles.low, candles.open),
+            np.maximum(candles.high, candles.open),
+            ~np.logical_or(prepared.exit_long, alarm),
+            ~np.logical_or(prepared.exit_short, alarm),
+        )
+
+
 def _exit_kind(reason: str) -> str:
     for prefix, kind in (
         ("signal", "signal"),
@@ -106,6 +132,7 @@ class SimulatedAccount:
         self._keep_fills = keep_fills
         self.keep_events = keep_events
         self._timeframe_ms: dict[str, int] = {}
+        self._quiet_arrays_by_symbol: dict[str, _QuietArrays] = {}
         self._quiet_bars = True  # private switch: False tests every bar's stop and target in full (tests)
 
     # ------------------------------------------------------------------------------------------ events
@@ -229,30 +256,32 @@ class SimulatedAccount:
                 return _NO_BARS
         bar_ms = self._bar_ms(candles.timeframe)
         equity_low, equity_high, from_ms, until_ms = core.limits.quiet_band()
-        bar_open = candles.open[start:stop]
-        bar_high = candles.high[start:stop]
-        bar_low = candles.low[start:stop]
-        exit_now = exit_signal[start:stop]
-        alarm = prepared.volatility_alarm[start:stop]
+        # from_ms <= close < until_ms with close = open + bar_ms, tested on the open times (exact integers,
+        # increasing): the first bar bounds the start, a binary search the end.
+        open_ms = candles.open_time_ms[start:stop]
+        if not from_ms - bar_ms <= open_ms[0]:
+            return _NO_BARS
+        stop = start + int(np.searchsorted(open_ms, until_ms - bar_ms, "left"))
+        if stop == start:
+            return _NO_BARS
+        arrays = self._quiet_arrays(prepared)
         if is_long:
-            quiet = np.minimum(bar_low, bar_open) > low
-            quiet &= np.maximum(bar_high, bar_open) <= ceiling
+            quiet = arrays.lowest[start:stop] > low
+            quiet &= arrays.highest[start:stop] <= ceiling
+            quiet &= arrays.calm_long[start:stop]
         else:
-            quiet = np.maximum(bar_high, bar_open) < high
-            quiet &= np.minimum(bar_low, bar_open) >= floor
-        quiet &= ~np.logical_or(exit_now, alarm)  # non-zero (or NaN) counts as set, as astype(bool) does
+            quiet = arrays.highest[start:stop] < high
+            quiet &= arrays.lowest[start:stop] >= floor
+            quiet &= arrays.calm_short[start:stop]
         bar_close = candles.close[start:stop]
         equity = core.portfolio.equity_marked_at(symbol, bar_close)
-        quiet &= (equity_low <= equity) & (equity <= equity_high)
-        # from_ms <= close < until_ms with close = open + bar_ms, tested on the open times (exact integers).
-        open_ms = candles.open_time_ms[start:stop]
-        quiet &= from_ms - bar_ms <= open_ms
-        quiet &= open_ms < until_ms - bar_ms
+        quiet &= equity_low <= equity
+        quiet &= equity <= equity_high
         first_loud = int(np.argmin(quiet))
         count = len(quiet) if quiet[first_loud] else first_loud
         if count:
             # max()/min() of the bar extremes, as the per-bar update keeps them (no NaN inside the band).
-            best = float(bar_high[:count].max()) if is_long else float(bar_low[:count].min())
+            best = float(candles.high[start:start + count].max() if is_long else candles.low[start:start + count].min())
             if best > position.best_price if is_long else best < position.best_price:
                 position.best_price = best
             position.bars_held += count
@@ -262,6 +291,12 @@ class SimulatedAccount:
             if outcome.decisions or outcome.events:
                 self._queue(outcome)
         return equity[:count]
+
+    def _quiet_arrays(self, prepared: PreparedSymbol) -> _QuietArrays:
+        arrays = self._quiet_arrays_by_symbol.get(prepared.symbol)
+        if arrays is None or arrays.prepared is not prepared or len(arrays.lowest) != len(prepared.candles):
+            arrays = self._quiet_arrays_by_symbol[prepared.symbol] = _QuietArrays.of(prepared)
+        return arrays
 
     def _bar_ms(self, timeframe: str) -> int:
         tf_ms = self._timeframe_ms.get(timeframe)
