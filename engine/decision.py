@@ -331,6 +331,7 @@ class DecisionCore:
         if equity is None:
             equity = self.portfolio.equity()
         check = self.limits.check_unless_quiet(equity, now_ms)
+        limit_events: tuple[Event, ...] = ()
         if check is None:
             return NOTHING
         self._last_limit_check = check
@@ -358,10 +359,16 @@ class DecisionCore:
     def on_trade_closed(self, trade: ClosedTrade, now_ms: int) -> Outcome:
         """Feed a closed trade to the loss breaker (streak and daily loss)."""
         update = self.breaker.record_trade_result(trade.pnl, now_ms)
-        check = self.limits.check(self.portfolio.equity(), now_ms)
-        self.last_limit_check = check
-        loss_update = self.breaker.check_loss_circuit(self.breaker.consecutive_losses, check.daily_loss_pct, now_ms)
-        return Outcome((), update.events + loss_update.events + check.events)
+        equity = self.portfolio.equity()
+        check = self.limits.check_unless_quiet(equity, now_ms)
+        limit_events: tuple[Event, ...] = ()
+        if check is None:  # skipped as a no-op (see check_account): only its daily loss is needed here
+            daily_loss_pct = self.limits.quiet_daily_loss_pct(equity)
+        else:
+            self.last_limit_check = check
+            daily_loss_pct, limit_events = check.daily_loss_pct, check.events
+        loss_update = self.breaker.check_loss_circuit(self.breaker.consecutive_losses, daily_loss_pct, now_ms)
+        return Outcome((), update.events + loss_update.events + limit_events)
 
     # --------------------------------------------------------------------------------------- commands
     def halt(self, now_ms: int, reason: str) -> Outcome:

@@ -281,6 +281,17 @@ class AccountLimits:
         self._quiet_low, self._quiet_high = math.inf, -math.inf
         self._quiet_from_ms = self._quiet_until_ms = 0
 
+    def quiet_daily_loss_pct(self, equity: float) -> float:
+        """The ``daily_loss_pct`` of a check of ``equity`` that :meth:`check_unless_quiet` just skipped.
+
+        Inside the quiet band the day and its start equity are the ones of the last full check, so this
+        is the value that check would have reported, without building the rest of its result.
+        """
+        day_start = self._day_start_equity
+        if self._deferred is None or day_start is None:
+            raise RiskManagementException("quiet_daily_loss_pct needs a check skipped just before")
+        return loss_pct(day_start, equity)
+
     def _find_quiet_band(self) -> None:
         """Equity range in which the next check of this trading day changes nothing (see above).
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import RiskConfig
+from engine.errors import RiskManagementException
 from engine.limits import AccountLimits, LimitCheck, loss_pct
 
 HOUR_MS = 3_600_000
@@ -53,6 +55,7 @@ def test_a_skipped_check_gives_the_same_results_events_and_state_as_a_full_check
         got = quiet.check_unless_quiet(equity, now)
         if got is None:
             assert not expected.events and not expected.must_close_all
+            assert quiet.quiet_daily_loss_pct(equity) == expected.daily_loss_pct
             got = quiet.take_deferred_check()
             assert got is not None
         assert _as_tuple(got) == _as_tuple(expected)
@@ -85,3 +88,10 @@ def test_a_skipped_check_is_settled_before_a_manual_resume_changes_the_state() -
     limits.manual_resume(9_550.0, DAY2 + 3 * HOUR_MS)
     deferred = limits.take_deferred_check()
     assert deferred is not None and deferred.day_start_equity == 10_000.0 and deferred.reasons
+
+
+def test_the_daily_loss_of_a_skipped_check_needs_a_skipped_check() -> None:
+    limits = AccountLimits(RiskConfig(max_daily_loss_percent=5.0, max_drawdown_percent=10.0))
+    limits.check(10_000.0, DAY2)
+    with pytest.raises(RiskManagementException, match="skipped"):
+        limits.quiet_daily_loss_pct(9_990.0)
