@@ -58,6 +58,11 @@ def as_candle_map(data: CandleData) -> dict[str, Candles]:
     return {c.symbol: c for c in sorted(data, key=lambda c: c.symbol)}
 
 
+def _given(settings: Settings | None) -> Settings:
+    assert settings is not None  # read above whenever a section was missing
+    return settings
+
+
 class BacktestEngine:
     """Backtests, optimisations, reports and comparisons over fixed candle data.
 
@@ -85,11 +90,14 @@ class BacktestEngine:
         self.data = as_candle_map(data)
         if not self.data:
             raise BacktestException("no candle data")
-        base = settings or Settings()
+        if settings is None and None in (strategy_params, risk, breaker, backtest):
+            settings = Settings()  # read only when a section is missing: it parses the environment and files
         self.parameters = ParameterSet(
-            strategy_params or StrategyParams.from_settings(base), risk or base.risk, breaker or base.breaker
+            strategy_params or StrategyParams.from_settings(_given(settings)),
+            risk or _given(settings).risk,
+            breaker or _given(settings).breaker,
         )
-        self.backtest_config = backtest or base.backtest
+        self.backtest_config = backtest or _given(settings).backtest
         reference = {s: float(c.close[0]) for s, c in self.data.items() if len(c)}
         self.market_limits = limits_for_symbols(self.data, reference, market_limits)
         self.unattended = unattended
