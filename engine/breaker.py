@@ -79,6 +79,9 @@ class EntryPermission(NamedTuple):
     reasons: tuple[str, ...]
 
 
+_ENTRY_ALLOWED = EntryPermission(True, 1.0, ())
+
+
 @dataclass(slots=True)
 class _Breaker:
     name: str
@@ -234,6 +237,8 @@ class CircuitBreaker:
             record.value, record.threshold = float(consecutive_losses), float(cfg.max_consecutive_losses)
         else:
             record.value, record.threshold = daily, cfg.daily_loss_percent
+        if not (streak_tripped or daily_tripped) and record.state is CircuitState.CLOSED:
+            return BreakerUpdate(self._status(record))  # _observe's no-op case, on every closed trade
         reasons = []
         if streak_tripped:
             reasons.append(f"{consecutive_losses} consecutive losses (limit {cfg.max_consecutive_losses})")
@@ -311,6 +316,8 @@ class CircuitBreaker:
         """Whether a new entry may be opened now, at what size multiplier, and why not / why reduced."""
         if self._emergency.phase is not None:
             return EntryPermission(False, 0.0, (f"emergency exit {self._emergency.phase}: {self._emergency.reason}",))
+        if all(record.state is CircuitState.CLOSED for record in self._breakers.values()):
+            return _ENTRY_ALLOWED
         blocked: list[str] = []
         reduced: list[str] = []
         for record in self._breakers.values():
