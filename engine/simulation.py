@@ -261,9 +261,10 @@ class SimulatedAccount:
         open_ms = candles.open_time_ms[start:stop]
         if not from_ms - bar_ms <= open_ms[0]:
             return _NO_BARS
-        stop = start + int(np.searchsorted(open_ms, until_ms - bar_ms, "left"))
-        if stop == start:
-            return _NO_BARS
+        if open_ms[-1] >= until_ms - bar_ms:
+            stop = start + int(np.searchsorted(open_ms, until_ms - bar_ms, "left"))
+            if stop == start:
+                return _NO_BARS
         arrays = self._quiet_arrays(prepared)
         if is_long:
             quiet = arrays.lowest[start:stop] > low

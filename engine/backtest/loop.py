@@ -145,6 +145,7 @@ def run_loop(
     next_report = 0
     chunk = FIRST_CHUNK
     lone_symbol = prepared[0] if len(prepared) == 1 and skip_idle_bars else None
+    known_loud = False  # the next bar is known not to be quiet (a quiet run stopped short of its window)
     while n < total:
         if n >= next_report:
             if cancel is not None and cancel():
@@ -162,16 +163,21 @@ def run_loop(
                 continue
         may_skip = lone_symbol is not None  # break out after a bar with a position to try skipping
         if lone_symbol is not None and positions:
-            # One symbol: bars n.. are consecutive bars of it; the account skips its quiet ones at once.
-            first = int(bars[n])
-            skipped = sim.skip_quiet_bars(lone_symbol, first, first + min(total, next_report, n + QUIET_WINDOW) - n)
-            may_skip = skipped is not None
-            if skipped is not None and len(skipped):
-                count = len(skipped)
-                equity[n:n + count] = skipped
-                in_market[n:n + count] = True
-                n += count
-                continue
+            if known_loud:
+                known_loud = False  # bar n ended the last quiet run: it takes the full path, no new attempt
+            else:
+                # One symbol: bars n.. are consecutive bars of it; the account skips its quiet ones at once.
+                first = int(bars[n])
+                window = min(total, next_report, n + QUIET_WINDOW) - n
+                skipped = sim.skip_quiet_bars(lone_symbol, first, first + window)
+                may_skip = skipped is not None
+                if skipped is not None and len(skipped):
+                    count = len(skipped)
+                    equity[n:n + count] = skipped
+                    in_market[n:n + count] = True
+                    n += count
+                    known_loud = count < window
+                    continue
         # Items are converted to lists in chunks that grow while the account stays busy: a chunk cut short
         # when the account turns idle (e.g. a trade closed) wastes little.
         stop = min(total, next_report, n + chunk)
