@@ -60,6 +60,7 @@ class SimulationLog:
     rejected_orders: int = 0
 
 
+_MAX, _MIN = np.maximum.reduce, np.minimum.reduce  # max()/min() without the Python-level wrappers
 _NO_BARS: FloatArray = np.empty(0, dtype=np.float64)
 _NO_BARS.flags.writeable = False  # shared by every call that skips nothing
 
@@ -262,7 +263,7 @@ class SimulatedAccount:
         if not from_ms - bar_ms <= open_ms[0]:
             return _NO_BARS
         if open_ms[-1] >= until_ms - bar_ms:
-            stop = start + int(np.searchsorted(open_ms, until_ms - bar_ms, "left"))
+            stop = start + int(open_ms.searchsorted(until_ms - bar_ms, "left"))
             if stop == start:
                 return _NO_BARS
         arrays = self._quiet_arrays(prepared)
@@ -278,11 +279,11 @@ class SimulatedAccount:
         equity = core.portfolio.equity_marked_at(symbol, bar_close)
         quiet &= equity_low <= equity
         quiet &= equity <= equity_high
-        first_loud = int(np.argmin(quiet))
+        first_loud = int(quiet.argmin())  # the method: np.argmin adds a Python-level dispatch
         count = len(quiet) if quiet[first_loud] else first_loud
         if count:
             # max()/min() of the bar extremes, as the per-bar update keeps them (no NaN inside the band).
-            best = float(candles.high[start:start + count].max() if is_long else candles.low[start:start + count].min())
+            best = float(_MAX(candles.high[start:start + count]) if is_long else _MIN(candles.low[start:start + count]))
             if best > position.best_price if is_long else best < position.best_price:
                 position.best_price = best
             position.bars_held += count
