@@ -10,9 +10,8 @@ the loop jumps over them; ``skip_idle_bars=False`` visits every bar and gives th
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 
@@ -105,9 +104,136 @@ def _interesting(prepared: Sequence[PreparedSymbol], timeline: Timeline) -> IntA
     mask = np.zeros(len(timeline), dtype=bool)
     for k, item in enumerate(prepared):
         rows = np.flatnonzero(timeline.symbol == k)
-        bars = timeline.bar[rows]
-        mask[rows] = (item.entry_direction[bars] != 0) | item.volatility_alarm[bars]
+        mask[rows] = _acts_while_idle(item, timeline.bar[rows])
     return np.flatnonzero(mask)
+
+
+def _acts_while_idle(item: PreparedSymbol, bars: IntArray | slice) -> np.ndarray:
+    """Whether each of the symbol's ``bars`` can act while the account is idle (entry signal or alarm)."""
+    acts: np.ndarray = (item.entry_direction[bars] != 0) | item.volatility_alarm[bars]
+    return acts
+
+
+class _Checkpoint:
+    """Progress reports and cancellation checks every ``PROGRESS_EVERY_BARS`` items."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None, cancel: CancelCheck | None) -> None:
+        self.total = total
+        self.progress = progress
+        self.cancel = cancel
+
+    def __call__(self, n: int) -> int:
+        """Report item ``n``; returns the item of the next checkpoint."""
+        if self.cancel is not None and self.cancel():
+            raise BacktestCancelled("backtest cancelled")
+        if self.progress is not None:
+            self.progress(n / self.total)
+        return n + PROGRESS_EVERY_BARS
+
+
+def _drive_one_symbol(
+    item: PreparedSymbol, sim: SimulatedAccount, first_bar: int, equity: FloatArray, in_market: np.ndarray,
+    checkpoint: _Checkpoint,
+) -> None:
+    """One symbol: item n is its bar ``first_bar + n``. Idle stretches are jumped, an open position's quiet
+    runs are skipped at once (``SimulatedAccount.skip_quiet_bars``), every other bar takes the full path."""
+    total = len(equity)
+    portfolio = sim.core.portfolio
+    positions = portfolio.positions
+    process = sim.process_bar
+    # A list: one binary search per idle stretch is cheaper on it than a numpy call.
+    active = np.flatnonzero(_acts_while_idle(item, slice(first_bar, None))).tolist()
+    active_from = 0
+    n = 0
+    next_report = 0
+    known_loud = False  # item n is known not to be quiet (the last quiet run stopped short of its window)
+    while n < total:
+        if n >= next_report:
+            next_report = checkpoint(n)
+        if not positions and sim.idle:
+            at = bisect_left(active, n, active_from)
+            active_from = at  # n only grows
+            jump = active[at] if at < len(active) else total
+            if jump > n:
+                equity[n:jump] = portfolio.cash
+                n = jump
+                continue
+        may_skip = True  # after a bar that leaves a position, try skipping again
+        if positions:
+            if known_loud:
+                known_loud = False
+            else:
+                window = min(total, next_report, n + QUIET_WINDOW) - n
+                skipped = sim.skip_quiet_bars(item, first_bar + n, first_bar + n + window)
+                if skipped is None:
+                    may_skip = False  # not in a skippable state: bar by bar until idle
+                elif len(skipped):
+                    count = len(skipped)
+                    equity[n:n + count] = skipped
+                    in_market[n:n + count] = True
+                    n += count
+                    known_loud = count < window
+                    continue
+        stop = min(total, next_report)
+        while n < stop:
+            marked = process(item, first_bar + n)
+            if positions:
+                equity[n] = marked  # checked after the bar's fills and marks: the equity at its close
+                in_market[n] = True
+                n += 1
+                if may_skip:
+                    break
+            else:
+                equity[n] = portfolio.cash
+                n += 1
+                if sim.idle:
+                    break
+
+
+def _drive_timeline(
+    prepared: Sequence[PreparedSymbol], sim: SimulatedAccount, timeline: Timeline, equity: FloatArray,
+    in_market: np.ndarray, checkpoint: _Checkpoint, skip_idle_bars: bool,
+) -> None:
+    """Several symbols (or no skipping): every item in timeline order; idle stretches are jumped when
+    ``skip_idle_bars``."""
+    total = len(timeline)
+    portfolio = sim.core.portfolio
+    positions = portfolio.positions
+    process = sim.process_bar
+    active = _interesting(prepared, timeline).tolist() if skip_idle_bars else None
+    active_from = 0
+    symbols = timeline.symbol
+    bars = timeline.bar
+    n = 0
+    next_report = 0
+    chunk = FIRST_CHUNK
+    while n < total:
+        if n >= next_report:
+            next_report = checkpoint(n)
+        if active is not None and sim.idle:
+            at = bisect_left(active, n, active_from)
+            active_from = at  # n only grows
+            jump = active[at] if at < len(active) else total
+            if jump > n:
+                equity[n:jump] = portfolio.cash
+                n = jump
+                continue
+        # Items are converted to lists in chunks that grow while the account stays busy: a chunk cut short
+        # when the account turns idle (e.g. a trade closed) wastes little.
+        stop = min(total, next_report, n + chunk)
+        chunk = min(2 * chunk, PROGRESS_EVERY_BARS)
+        for offset, (k, i) in enumerate(zip(symbols[n:stop].tolist(), bars[n:stop].tolist(), strict=True)):
+            marked = process(prepared[k], i)
+            if positions:
+                equity[n + offset] = marked  # checked after the bar's fills and marks: the equity at its close
+                in_market[n + offset] = True
+            else:
+                equity[n + offset] = portfolio.cash
+                if active is not None and sim.idle:
+                    stop = n + offset + 1
+                    chunk = FIRST_CHUNK
+                    break
+        n = stop
 
 
 def run_loop(
@@ -133,76 +259,13 @@ def run_loop(
     bar_ms = parse_timeframe(next(iter(timeframes))) if timeframes else 0
     equity = np.empty(total, dtype=np.float64)
     in_market = np.zeros(total, dtype=bool)
-    portfolio = sim.core.portfolio
-    positions = portfolio.positions
-    # A list: one binary search per idle stretch is cheaper on it than a numpy call.
-    active = _interesting(prepared, timeline).tolist() if skip_idle_bars else None
-    active_from = 0
-    process = sim.process_bar
     symbols = timeline.symbol
     bars = timeline.bar
-    n = 0
-    next_report = 0
-    chunk = FIRST_CHUNK
-    lone_symbol = prepared[0] if len(prepared) == 1 and skip_idle_bars else None
-    known_loud = False  # the next bar is known not to be quiet (a quiet run stopped short of its window)
-    while n < total:
-        if n >= next_report:
-            if cancel is not None and cancel():
-                raise BacktestCancelled("backtest cancelled")
-            if progress is not None:
-                progress(n / total)
-            next_report = n + PROGRESS_EVERY_BARS
-        if active is not None and sim.idle:
-            at = bisect_left(active, n, active_from)
-            active_from = at  # n only grows
-            jump = active[at] if at < len(active) else total
-            if jump > n:
-                equity[n:jump] = portfolio.cash
-                n = jump
-                continue
-        may_skip = lone_symbol is not None  # break out after a bar with a position to try skipping
-        if lone_symbol is not None and positions:
-            if known_loud:
-                known_loud = False  # bar n ended the last quiet run: it takes the full path, no new attempt
-            else:
-                # One symbol: bars n.. are consecutive bars of it; the account skips its quiet ones at once.
-                first = int(bars[n])
-                window = min(total, next_report, n + QUIET_WINDOW) - n
-                skipped = sim.skip_quiet_bars(lone_symbol, first, first + window)
-                may_skip = skipped is not None
-                if skipped is not None and len(skipped):
-                    count = len(skipped)
-                    equity[n:n + count] = skipped
-                    in_market[n:n + count] = True
-                    n += count
-                    known_loud = count < window
-                    continue
-        # Items are converted to lists in chunks that grow while the account stays busy: a chunk cut short
-        # when the account turns idle (e.g. a trade closed) wastes little.
-        stop = min(total, next_report, n + chunk)
-        if lone_symbol is not None:
-            # One symbol: its bars are consecutive, no index lists to build (the chunk is often cut at once).
-            first = int(bars[n])
-            items: Iterable[tuple[int, int]] = zip(repeat(0), range(first, first + stop - n))
-        else:
-            items = zip(symbols[n:stop].tolist(), bars[n:stop].tolist(), strict=True)
-        chunk = min(2 * chunk, PROGRESS_EVERY_BARS)
-        for offset, (k, i) in enumerate(items):
-            marked = process(prepared[k], i)
-            if positions:
-                equity[n + offset] = marked  # checked after the bar's fills and marks: the equity at its close
-                in_market[n + offset] = True
-                if may_skip:
-                    stop = n + offset + 1
-                    break
-            else:
-                equity[n + offset] = portfolio.cash
-                if active is not None and sim.idle:
-                    stop = n + offset + 1
-                    chunk = FIRST_CHUNK
-                    break
-        n = stop
+    checkpoint = _Checkpoint(total, progress, cancel)
+    if len(prepared) == 1 and skip_idle_bars and total:
+        _drive_one_symbol(prepared[0], sim, int(bars[0]), equity, in_market, checkpoint)
+    else:
+        _drive_timeline(prepared, sim, timeline, equity, in_market, checkpoint, skip_idle_bars)
     if progress is not None:
         progress(1.0)
     last_bar: dict[int, int] = {}

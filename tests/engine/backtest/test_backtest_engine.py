@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.backtest import BacktestCancelled, BacktestEngine, BacktestResult
+from engine.backtest import BacktestCancelled, BacktestEngine, BacktestResult, loop
 from engine.backtest.markets import BINANCE_SPOT_LIMITS
 from engine.data.sample import load_sample
 from engine.errors import BacktestException
@@ -79,6 +79,16 @@ def test_skipping_idle_bars_changes_nothing(data: dict[str, Candles], portfolio_
     assert visited.to_json() == portfolio_result.to_json()
 
 
+def test_a_lone_symbol_skipping_idle_bars_and_quiet_runs_gives_the_bar_by_bar_result(
+    data: dict[str, Candles],
+) -> None:
+    lone = {"BTC/USDT": data["BTC/USDT"]}
+    skipped = BacktestEngine(lone).run_backtest(START)
+    visited = BacktestEngine(lone).run_backtest(START, skip_idle_bars=False)
+    assert skipped.trades  # the comparison covers entries, exits and quiet runs
+    assert skipped.to_json() == visited.to_json()
+
+
 def test_symbols_share_one_equity(portfolio_result: BacktestResult) -> None:
     symbols = {t.trade.symbol for t in portfolio_result.trades}
     assert len(symbols) >= 2
@@ -133,15 +143,32 @@ def test_overrides_change_the_run_and_are_recorded(data: dict[str, Candles]) -> 
     assert result.params["risk.stop_atr_multiple"] == 3.0 and result.params["signal.fade_bars"] == 3
 
 
-def test_progress_is_reported_up_to_one(data: dict[str, Candles]) -> None:
+@pytest.mark.parametrize("symbols", [("BTC/USDT",), ("BTC/USDT", "ETH/USDT")], ids=["one_symbol", "portfolio"])
+def test_progress_of_one_symbol_or_several_is_reported_up_to_one(
+    data: dict[str, Candles], symbols: tuple[str, ...]
+) -> None:
     seen: list[float] = []
-    BacktestEngine(data).run_backtest(START, progress=seen.append)
-    assert seen[-1] == 1.0 and seen == sorted(seen)
+    BacktestEngine({s: data[s] for s in symbols}).run_backtest(START, progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
 
 
-def test_cancellation_stops_the_run(data: dict[str, Candles]) -> None:
+@pytest.mark.parametrize("symbols", [("BTC/USDT",), ("BTC/USDT", "ETH/USDT")], ids=["one_symbol", "portfolio"])
+def test_frequent_progress_reports_change_nothing(
+    data: dict[str, Candles], symbols: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = {s: data[s] for s in symbols}
+    expected = BacktestEngine(chosen).run_backtest(START)
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_BARS", 7)  # cuts idle jumps and quiet runs at odd places
+    seen: list[float] = []
+    reported = BacktestEngine(chosen).run_backtest(START, progress=seen.append)
+    assert len(seen) > 10 and seen == sorted(seen)
+    assert reported.to_json() == expected.to_json()
+
+
+@pytest.mark.parametrize("symbols", [("BTC/USDT",), ("BTC/USDT", "ETH/USDT")], ids=["one_symbol", "portfolio"])
+def test_cancellation_stops_the_run(data: dict[str, Candles], symbols: tuple[str, ...]) -> None:
     with pytest.raises(BacktestCancelled):
-        BacktestEngine(data).run_backtest(START, cancel=lambda: True)
+        BacktestEngine({s: data[s] for s in symbols}).run_backtest(START, cancel=lambda: True)
 
 
 def test_mixed_timeframes_are_rejected(data: dict[str, Candles]) -> None:
