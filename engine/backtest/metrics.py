@@ -212,7 +212,7 @@ def compute_metrics(
         calmar_ratio=_ratio(annual, max_dd) if math.isfinite(annual) else math.nan,
         expectancy=float(pnls.mean()) if total else math.nan,
         exposure=exposure,
-        max_consecutive_losses=max_consecutive([p < 0 for p in pnls]),
+        max_consecutive_losses=max_consecutive((pnls < 0).tolist()),
         initial_capital=initial_capital,
         final_equity=final,
         net_profit=net_profit,
