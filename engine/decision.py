@@ -331,7 +331,6 @@ class DecisionCore:
         if equity is None:
             equity = self.portfolio.equity()
         check = self.limits.check_unless_quiet(equity, now_ms)
-        limit_events: tuple[Event, ...] = ()
         if check is None:
             return NOTHING
         self._last_limit_check = check
