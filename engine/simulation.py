@@ -22,12 +22,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from engine.decision import DecisionCore, EntryDecision, ExitDecision, Outcome
 from engine.fills import FillModel
 from engine.models import ClosedTrade, Event, Fill, FloatArray, PositionSide, Side
 from engine.portfolio import QUANTITY_EPSILON
+from engine.quiet_runs import MAX, MIN, NO_BARS, QuietArrays
 from engine.strategy import PreparedSymbol
 from engine.timeframes import parse_timeframe
 
@@ -58,37 +57,6 @@ class SimulationLog:
     events: list[Event] = field(default_factory=list)
     event_counts: Counter[str] = field(default_factory=Counter)
     rejected_orders: int = 0
-
-
-_MAX, _MIN = np.maximum.reduce, np.minimum.reduce  # max()/min() without the Python-level wrappers
-_NO_BARS: FloatArray = np.empty(0, dtype=np.float64)
-_NO_BARS.flags.writeable = False  # shared by every call that skips nothing
-
-
-@dataclass(frozen=True, slots=True)
-class _QuietArrays:
-    """Per-bar inputs of :meth:`SimulatedAccount.skip_quiet_bars`, computed once per prepared symbol.
-
-    ``lowest``/``highest``: min/max of the bar's open and low/high; ``calm_*``: no exit signal for that
-    side and no volatility alarm (non-zero or NaN counts as set, as ``astype(bool)`` does).
-    """
-
-    prepared: PreparedSymbol
-    lowest: FloatArray
-    highest: FloatArray
-    calm_long: np.ndarray
-    calm_short: np.ndarray
-
-    @classmethod
-    def of(cls, prepared: PreparedSymbol) -> _QuietArrays:
-        candles, alarm = prepared.candles, prepared.volatility_alarm
-        return cls(
-            prepared,
-            np.minimum(candles.low, candles.open),
-            np.maximum(candles.high, candles.open),
-            ~np.logical_or(prepared.exit_long, alarm),
-            ~np.logical_or(prepared.exit_short, alarm),
-        )
 
 
 def _exit_kind(reason: str) -> str:
@@ -133,7 +101,7 @@ class SimulatedAccount:
         self._keep_fills = keep_fills
         self.keep_events = keep_events
         self._timeframe_ms: dict[str, int] = {}
-        self._quiet_arrays_by_symbol: dict[str, _QuietArrays] = {}
+        self._quiet_arrays_by_symbol: dict[str, QuietArrays] = {}
         self._quiet_bars = True  # private switch: False tests every bar's stop and target in full (tests)
 
     # ------------------------------------------------------------------------------------------ events
@@ -240,7 +208,7 @@ class SimulatedAccount:
         candles = prepared.candles
         exit_signal = prepared.exit_long if is_long else prepared.exit_short
         if start >= stop or exit_signal[start] or prepared.volatility_alarm[start]:
-            return _NO_BARS
+            return NO_BARS
         low, high = self.fill_model.untouched_band(position.side, position.stop_price, position.take_profit_price)
         # Strictly inside (low, high), and the extreme inside its bound (the open too: stricter, still exact).
         # The first bar decides most calls (a stop hit): it is tested on scalars before any array work.
@@ -249,23 +217,23 @@ class SimulatedAccount:
             ceiling = min(math.nextafter(high, -math.inf), extreme)
             if not (candles.low[start] > low and first_open > low and candles.high[start] <= ceiling
                     and first_open <= ceiling):
-                return _NO_BARS
+                return NO_BARS
         else:
             floor = max(math.nextafter(low, math.inf), extreme)
             if not (candles.high[start] < high and first_open < high and candles.low[start] >= floor
                     and first_open >= floor):
-                return _NO_BARS
+                return NO_BARS
         bar_ms = self._bar_ms(candles.timeframe)
         equity_low, equity_high, from_ms, until_ms = core.limits.quiet_band()
         # from_ms <= close < until_ms with close = open + bar_ms, tested on the open times (exact integers,
         # increasing): the first bar bounds the start, a binary search the end.
         open_ms = candles.open_time_ms[start:stop]
         if not from_ms - bar_ms <= open_ms[0]:
-            return _NO_BARS
+            return NO_BARS
         if open_ms[-1] >= until_ms - bar_ms:
             stop = start + int(open_ms.searchsorted(until_ms - bar_ms, "left"))
             if stop == start:
-                return _NO_BARS
+                return NO_BARS
         arrays = self._quiet_arrays(prepared)
         if is_long:
             quiet = arrays.lowest[start:stop] > low
@@ -283,7 +251,7 @@ class SimulatedAccount:
         count = len(quiet) if quiet[first_loud] else first_loud
         if count:
             # max()/min() of the bar extremes, as the per-bar update keeps them (no NaN inside the band).
-            best = float(_MAX(candles.high[start:start + count]) if is_long else _MIN(candles.low[start:start + count]))
+            best = float(MAX(candles.high[start:start + count]) if is_long else MIN(candles.low[start:start + count]))
             if best > position.best_price if is_long else best < position.best_price:
                 position.best_price = best
             position.bars_held += count
@@ -294,10 +262,10 @@ class SimulatedAccount:
                 self._queue(outcome)
         return equity[:count]
 
-    def _quiet_arrays(self, prepared: PreparedSymbol) -> _QuietArrays:
+    def _quiet_arrays(self, prepared: PreparedSymbol) -> QuietArrays:
         arrays = self._quiet_arrays_by_symbol.get(prepared.symbol)
         if arrays is None or arrays.prepared is not prepared or len(arrays.lowest) != len(prepared.candles):
-            arrays = self._quiet_arrays_by_symbol[prepared.symbol] = _QuietArrays.of(prepared)
+            arrays = self._quiet_arrays_by_symbol[prepared.symbol] = QuietArrays.of(prepared)
         return arrays
 
     def _bar_ms(self, timeframe: str) -> int:
