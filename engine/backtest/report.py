@@ -217,3 +217,23 @@ def compare_table(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     for key, label, kind in METRIC_ROWS:
         lines.append(f"{label:<30}" + "".join(f"{format_metric(m.get(key), kind):>{width + 2}}" for _, m in runs))
     return "\n".join(lines)
+
+
+def comparison_columns(
+    run_id: int, name: str, metrics: Mapping[str, Any], result: Any
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """The columns a stored run contributes to :func:`compare_table`.
+
+    A backtest is one column of its metrics. An optimisation's stored metrics are only a summary, so it
+    contributes its best parameter set's metrics instead: in-sample and out-of-sample, per fold.
+    """
+    rows = result.get("rows") if isinstance(result, Mapping) else None
+    if not rows:
+        return [(f"#{run_id} {name}", metrics)]
+    best = rows[0]
+    columns: list[tuple[str, Mapping[str, Any]]] = []
+    for fold, (inside, outside) in enumerate(zip(best["in_sample"], best["out_of_sample"], strict=True), 1):
+        columns.append((f"#{run_id} best IS{fold}", inside))
+        columns.append((f"#{run_id} best OOS{fold}", outside))
+    return columns
+

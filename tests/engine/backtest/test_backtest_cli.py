@@ -80,6 +80,20 @@ def test_compare_shows_stored_runs_side_by_side(capsys: pytest.CaptureFixture[st
     assert "#1 base" in capsys.readouterr().out
 
 
+def test_compare_shows_an_optimisation_as_its_best_parameter_sets_folds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backtest", *RANGE, "--name", "base"]) == 0
+    assert main(["optimize", *RANGE, "--param", "signal.fade_bars=1,3", "--workers", "1", "--folds", "2"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "#2 optimize is an optimisation; its best parameter set: signal.fade_bars=" in out
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split()[1:] == ["#1", "base", "#2", "best", "IS1", "#2", "best", "OOS1", "#2", "best", "IS2",
+                                  "#2", "best", "OOS2"]
+    trades = next(line for line in out.splitlines() if line.startswith("Trades"))
+    assert "n/a" not in trades
+
+
 def test_compare_of_an_unknown_run_fails_with_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", "99"]) == 1
     assert "no backtest run with id 99" in capsys.readouterr().err
