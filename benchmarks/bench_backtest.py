@@ -17,7 +17,9 @@ Run: ``.venv/bin/python benchmarks/bench_backtest.py [--quick]`` (``--quick``: o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import io
 import resource
 import sys
 import time
@@ -139,7 +141,8 @@ def with_backtesting_py(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
             elif self.position and crossover(self.slow, self.fast):
                 self.position.close()
 
-    with warnings.catch_warnings():
+    # Its tqdm progress bar goes to stderr; it is kept (part of its cost) but not shown.
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         stats = Backtest(frame, SmaCross, cash=1e7, commission=0.001, finalize_trades=True).run()
     return stats
