@@ -114,6 +114,24 @@ def _acts_while_idle(item: PreparedSymbol, bars: IntArray | slice) -> np.ndarray
     return acts
 
 
+class _ActiveItems:
+    """The sorted items that can act while the account is idle; idle stretches are jumped to the next one.
+
+    A list, not an array: one binary search per idle stretch is cheaper on it than a numpy call.
+    """
+
+    def __init__(self, items: IntArray, total: int) -> None:
+        self._items: list[int] = items.tolist()
+        self._from = 0
+        self._total = total
+
+    def next_from(self, n: int) -> int:
+        """The first active item at or after ``n`` (``total`` when none); ``n`` must not decrease."""
+        at = bisect_left(self._items, n, self._from)
+        self._from = at
+        return self._items[at] if at < len(self._items) else self._total
+
+
 class _Checkpoint:
     """Progress reports and cancellation checks every ``PROGRESS_EVERY_BARS`` items."""
 
@@ -141,9 +159,7 @@ def _drive_one_symbol(
     portfolio = sim.core.portfolio
     positions = portfolio.positions
     process = sim.process_bar
-    # A list: one binary search per idle stretch is cheaper on it than a numpy call.
-    active = np.flatnonzero(_acts_while_idle(item, slice(first_bar, None))).tolist()
-    active_from = 0
+    active = _ActiveItems(np.flatnonzero(_acts_while_idle(item, slice(first_bar, None))), total)
     n = 0
     next_report = 0
     known_loud = False  # item n is known not to be quiet (the last quiet run stopped short of its window)
@@ -151,9 +167,7 @@ def _drive_one_symbol(
         if n >= next_report:
             next_report = checkpoint(n)
         if not positions and sim.idle:
-            at = bisect_left(active, n, active_from)
-            active_from = at  # n only grows
-            jump = active[at] if at < len(active) else total
+            jump = active.next_from(n)
             if jump > n:
                 equity[n:jump] = portfolio.cash
                 n = jump
@@ -200,8 +214,7 @@ def _drive_timeline(
     portfolio = sim.core.portfolio
     positions = portfolio.positions
     process = sim.process_bar
-    active = _interesting(prepared, timeline).tolist() if skip_idle_bars else None
-    active_from = 0
+    active = _ActiveItems(_interesting(prepared, timeline), total) if skip_idle_bars else None
     symbols = timeline.symbol
     bars = timeline.bar
     n = 0
@@ -211,9 +224,7 @@ def _drive_timeline(
         if n >= next_report:
             next_report = checkpoint(n)
         if active is not None and sim.idle:
-            at = bisect_left(active, n, active_from)
-            active_from = at  # n only grows
-            jump = active[at] if at < len(active) else total
+            jump = active.next_from(n)
             if jump > n:
                 equity[n:jump] = portfolio.cash
                 n = jump
