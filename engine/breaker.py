@@ -79,7 +79,7 @@ class EntryPermission(NamedTuple):
     reasons: tuple[str, ...]
 
 
-_ENTRY_ALLOWED = EntryPermission(True, 1.0, ())
+_ENTRY_ALLOWED = EntryPermission(True, 1.0, ())  # every breaker closed: one shared value
 
 
 @dataclass(slots=True)
@@ -237,15 +237,15 @@ class CircuitBreaker:
             record.value, record.threshold = float(consecutive_losses), float(cfg.max_consecutive_losses)
         else:
             record.value, record.threshold = daily, cfg.daily_loss_percent
-        if not (streak_tripped or daily_tripped) and record.state is CircuitState.CLOSED:
-            return BreakerUpdate(self._status(record))  # _observe's no-op case, on every closed trade
-        reasons = []
-        if streak_tripped:
-            reasons.append(f"{consecutive_losses} consecutive losses (limit {cfg.max_consecutive_losses})")
-        if daily_tripped:
-            reasons.append(f"daily loss {daily:.2f}% (limit {cfg.daily_loss_percent:g}%)")
-        update = self._observe(record, streak_tripped or daily_tripped, "; ".join(reasons), now_ms,
-                               confirms=False)
+        reason = ""  # formatted only when tripped: this runs on every closed trade
+        if streak_tripped or daily_tripped:
+            reasons = []
+            if streak_tripped:
+                reasons.append(f"{consecutive_losses} consecutive losses (limit {cfg.max_consecutive_losses})")
+            if daily_tripped:
+                reasons.append(f"daily loss {daily:.2f}% (limit {cfg.daily_loss_percent:g}%)")
+            reason = "; ".join(reasons)
+        update = self._observe(record, streak_tripped or daily_tripped, reason, now_ms, confirms=False)
         if streak_tripped and record.state is CircuitState.OPEN:
             self._consecutive_losses = 0  # the trip consumes the streak (see module docstring)
         return update
@@ -316,8 +316,6 @@ class CircuitBreaker:
         """Whether a new entry may be opened now, at what size multiplier, and why not / why reduced."""
         if self._emergency.phase is not None:
             return EntryPermission(False, 0.0, (f"emergency exit {self._emergency.phase}: {self._emergency.reason}",))
-        if all(record.state is CircuitState.CLOSED for record in self._breakers.values()):
-            return _ENTRY_ALLOWED
         blocked: list[str] = []
         reduced: list[str] = []
         for record in self._breakers.values():
@@ -335,7 +333,7 @@ class CircuitBreaker:
             return EntryPermission(False, 0.0, tuple(blocked))
         if reduced:
             return EntryPermission(True, self._config.half_open_size_ratio, tuple(reduced))
-        return EntryPermission(True, 1.0, ())
+        return _ENTRY_ALLOWED
 
     def can_resume_trading(self, now_ms: int) -> bool:
         """True when no breaker is open and no emergency exit is in progress or done."""
