@@ -219,6 +219,12 @@ def compare_table(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def best_optimisation_row(result: Any) -> Mapping[str, Any] | None:
+    """The best parameter set of a stored optimisation run's result (its rows are ranked); None otherwise."""
+    rows = result.get("rows") if isinstance(result, Mapping) else None
+    return rows[0] if rows else None
+
+
 def comparison_columns(
     run_id: int, name: str, metrics: Mapping[str, Any], result: Any
 ) -> list[tuple[str, Mapping[str, Any]]]:
@@ -227,13 +233,11 @@ def comparison_columns(
     A backtest is one column of its metrics. An optimisation's stored metrics are only a summary, so it
     contributes its best parameter set's metrics instead: in-sample and out-of-sample, per fold.
     """
-    rows = result.get("rows") if isinstance(result, Mapping) else None
-    if not rows:
+    best = best_optimisation_row(result)
+    if best is None:
         return [(f"#{run_id} {name}", metrics)]
-    best = rows[0]
     columns: list[tuple[str, Mapping[str, Any]]] = []
     for fold, (inside, outside) in enumerate(zip(best["in_sample"], best["out_of_sample"], strict=True), 1):
         columns.append((f"#{run_id} best IS{fold}", inside))
         columns.append((f"#{run_id} best OOS{fold}", outside))
     return columns
-

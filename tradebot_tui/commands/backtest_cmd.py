@@ -199,15 +199,16 @@ def handle_optimize(args: argparse.Namespace, settings: Settings) -> int:
 
 def handle_compare(args: argparse.Namespace, settings: Settings) -> int:
     from engine.backtest.data_source import load_runs
-    from engine.backtest.report import compare_table, comparison_columns
+    from engine.backtest.report import best_optimisation_row, compare_table, comparison_columns
 
     runs = asyncio.run(load_runs(settings.storage.database_path, list(args.run_ids)))
     if args.json:
         print(json.dumps({str(r.id): r.metrics for r in runs}, sort_keys=True))
         return 0
     for run in runs:
-        if run.params.get("best_params") is not None:
-            params = " ".join(f"{k}={v}" for k, v in run.params["best_params"].items())
+        best = best_optimisation_row(run.result)
+        if best is not None:
+            params = " ".join(f"{k}={v}" for k, v in best["params"].items())
             print(f"#{run.id} {run.name} is an optimisation; its best parameter set: {params}")
     print(compare_table([column for r in runs for column in comparison_columns(r.id, r.name, r.metrics, r.result)]))
     return 0
