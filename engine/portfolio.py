@@ -152,9 +152,17 @@ class Portfolio:
         self.fees_paid += fee
         gross = position.side.sign * (price - position.entry_price) * position.quantity
         fees = position.entry_fee + fee
-        trade = ClosedTrade(  # positional (in field order): this runs on every closed trade
-            symbol, position.side, position.quantity, position.entry_price, price, position.entry_ms, time_ms,
-            gross - fees, fees, reason,
+        trade = ClosedTrade(
+            symbol=symbol,
+            side=position.side,
+            quantity=position.quantity,
+            entry_price=position.entry_price,
+            exit_price=price,
+            entry_ms=position.entry_ms,
+            exit_ms=time_ms,
+            pnl=gross - fees,
+            fees=fees,
+            reason=reason,
         )
         self.realized_pnl += trade.pnl
         self.closed_trades.append(trade)

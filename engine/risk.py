@@ -205,10 +205,9 @@ class DynamicRiskManager:
         """
         if self._limits.halted:
             return _refuse(f"trading halted: {', '.join(self._limits.halt_reasons)} limit breached")
-        if not _finite(equity, available_balance, entry_price, atr, signal_strength, confluence_multiplier,
-                       volatility_ratio, size_multiplier):
-            if not _finite(equity, available_balance, entry_price, atr, signal_strength, confluence_multiplier):
-                return _refuse("non-finite input (equity, balance, price, ATR, strength or confluence)")
+        if not _finite(equity, available_balance, entry_price, atr, signal_strength, confluence_multiplier):
+            return _refuse("non-finite input (equity, balance, price, ATR, strength or confluence)")
+        if not _finite(volatility_ratio, size_multiplier):
             return _refuse("non-finite volatility ratio or size multiplier")
         if equity <= 0.0:
             return _refuse(f"equity {equity} is not positive")
