@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import ccxt
+import ccxt  # type: ignore[import-untyped]
 import pytest
 
 from engine.execution.ccxt_client import create_binance_client
@@ -27,8 +28,8 @@ async def fake() -> AsyncIterator[FakeBinance]:
         yield server
 
 
-@pytest.fixture
-async def exchange(fake: FakeBinance) -> AsyncIterator[Any]:
+@contextlib.asynccontextmanager
+async def binance_client(fake: FakeBinance) -> AsyncIterator[Any]:
     client = create_binance_client(
         fake.api_key, fake.api_secret, timeout_s=0.3, base_url=fake.base_url, enable_rate_limit=False
     )
@@ -37,6 +38,18 @@ async def exchange(fake: FakeBinance) -> AsyncIterator[Any]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def exchange(fake: FakeBinance) -> AsyncIterator[Any]:
+    async with binance_client(fake) as client:
+        yield client
+
+
+async def wait_until(condition: Callable[[], bool], deadline_s: float = 5.0) -> None:
+    async with asyncio.timeout(deadline_s):
+        while not condition():
+            await asyncio.sleep(0.02)
 
 
 async def get(fake: FakeBinance, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -116,21 +129,172 @@ async def test_market_orders_fill_at_the_set_price_with_the_fee_in_the_asset_rec
     assert [(t["side"], t["fee"]["currency"]) for t in trades] == [("buy", "BTC"), ("sell", "USDT")]
 
 
-async def test_duplicate_client_order_id_is_refused_with_2010(fake: FakeBinance, exchange: Any) -> None:
-    await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "dup"})
+async def test_a_filled_orders_client_id_can_be_reused_and_books_a_second_order(
+    fake: FakeBinance, exchange: Any
+) -> None:
+    await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "again"})
+
+    await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "again"})
+
+    assert [o.status for o in fake.accepted_orders()] == ["FILLED", "FILLED"]  # Binance's rule, the default
+    assert fake.duplicate_client_ids() == ["again"]  # why the broker looks an id up before re-sending it
+
+
+async def test_an_open_stops_client_id_is_refused_as_duplicate(fake: FakeBinance, exchange: Any) -> None:
+    await exchange.create_order("BTC/USDT", "market", "buy", 0.1, None)
+    stop = {"stopLossPrice": 49000, "newClientOrderId": "st"}
+    await exchange.create_order("BTC/USDT", "market", "sell", 0.01, None, stop)
 
     with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+        await exchange.create_order("BTC/USDT", "market", "sell", 0.01, None, stop)
+
+    assert len(fake.order_posts()) == 3 and len(fake.accepted_orders()) == 2
+    assert fake.duplicate_client_ids() == []
+
+
+async def test_strict_mode_refuses_any_reused_client_id_with_2010() -> None:
+    async with FakeBinance(reject_duplicates_of_open_only=False) as fake, binance_client(fake) as exchange:
+        fake.add_market("BTC", "USDT", price="50000")
+        fake.set_balance("USDT", "10000")
         await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "dup"})
-    assert len(fake.exchange.orders) == 1
+
+        with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+            await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "dup"})
+
+    assert len(fake.accepted_orders()) == 1
 
 
-async def test_binance_mode_only_refuses_ids_of_open_orders(fake: FakeBinance, exchange: Any) -> None:
-    fake.exchange.reject_duplicates_of_open_only = True
-    await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "again"})
+async def test_order_helpers_filter_by_symbol(fake: FakeBinance, exchange: Any) -> None:
+    fake.add_market("ETH", "USDT", price="3000")
+    await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "same"})
+    await exchange.create_order("ETH/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "same"})
 
-    await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "again"})
+    assert [r.params["symbol"] for r in fake.order_posts("ETH/USDT")] == ["ETHUSDT"]
+    assert [o.symbol for o in fake.accepted_orders("BTCUSDT")] == ["BTCUSDT"]
+    assert fake.duplicate_client_ids() == []  # one id on two symbols names two different orders
 
-    assert len(fake.exchange.orders) == 2  # why the broker looks an id up before re-sending it
+
+async def test_the_full_order_reply_carries_fills_with_commission_but_a_query_does_not(
+    fake: FakeBinance, exchange: Any
+) -> None:
+    buy = await exchange.create_order("BTC/USDT", "market", "buy", 0.1, None, {"newClientOrderId": "b"})
+    sell = await exchange.create_order("BTC/USDT", "market", "sell", 0.05, None, {"newClientOrderId": "s"})
+    queried = await exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": "b"})
+
+    assert [(f["commission"], f["commissionAsset"]) for f in buy["info"]["fills"]] == [("0.00010000", "BTC")]
+    assert [(f["commission"], f["commissionAsset"]) for f in sell["info"]["fills"]] == [("2.50000000", "USDT")]
+    assert "fills" not in queried["info"] and queried["status"] == "closed"
+    trades = await exchange.fetch_my_trades("BTC/USDT")
+    assert [(t["info"]["commission"], t["info"]["commissionAsset"]) for t in trades] == [
+        ("0.00010000", "BTC"),
+        ("2.50000000", "USDT"),
+    ]
+
+
+async def test_unknown_after_booking_raises_request_timeout_but_the_order_is_booked(
+    fake: FakeBinance, exchange: Any
+) -> None:
+    fake.inject("POST", "/api/v3/order", FaultKind.UNKNOWN_AFTER_BOOKING)
+
+    with pytest.raises(ccxt.RequestTimeout, match="-1007"):
+        await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "u"})
+
+    assert [(o.client_order_id, o.status) for o in fake.accepted_orders()] == [("u", "FILLED")]
+    assert fake.order_posts()[0].status == 503
+    assert fake.exchange.free("USDT") == Decimal("9500")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw_reply"), [(FaultKind.EMPTY_OBJECT_REPLY, {}), (FaultKind.EMPTY_BODY_REPLY, "")], ids=str
+)
+async def test_an_empty_order_reply_parses_into_an_order_without_id_or_status(
+    fake: FakeBinance, exchange: Any, kind: FaultKind, raw_reply: Any
+) -> None:
+    fake.inject("POST", "/api/v3/order", kind)
+
+    order = await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "e"})
+
+    assert order["info"] == raw_reply  # no exception: the client must notice the missing id itself
+    assert order["id"] is None and order["clientOrderId"] is None and order["status"] is None
+    assert [(o.client_order_id, o.status) for o in fake.accepted_orders()] == [("e", "FILLED")]
+
+
+@pytest.mark.parametrize(
+    "kind", [FaultKind.UNKNOWN_AFTER_BOOKING, FaultKind.EMPTY_OBJECT_REPLY, FaultKind.EMPTY_BODY_REPLY], ids=str
+)
+async def test_after_handling_faults_also_apply_to_queries(fake: FakeBinance, exchange: Any, kind: FaultKind) -> None:
+    fake.inject("GET", "/api/v3/account", kind)
+
+    try:
+        balance: Any = await exchange.fetch_balance()
+    except ccxt.RequestTimeout as timeout:
+        balance = timeout
+
+    if kind is FaultKind.UNKNOWN_AFTER_BOOKING:
+        assert isinstance(balance, ccxt.RequestTimeout)
+    else:
+        assert balance["total"] == {}  # an empty account, not an error
+    assert fake.requests("GET", "/api/v3/account")[0].fault is kind
+
+
+async def test_a_late_order_is_invisible_until_it_is_booked(fake: FakeBinance, exchange: Any) -> None:
+    fake.inject("POST", "/api/v3/order", Fault(FaultKind.LATE_VISIBILITY, visible_after_s=0.2))
+
+    with pytest.raises(ccxt.RequestTimeout, match="-1007"):
+        await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "late"})
+
+    with pytest.raises(ccxt.OrderNotFound):
+        await exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": "late"})
+    assert await exchange.fetch_open_orders("BTC/USDT") == []
+    assert await exchange.fetch_my_trades("BTC/USDT") == []
+    assert (await exchange.fetch_balance())["free"]["USDT"] == pytest.approx(10000)
+    assert fake.pending_bookings == 1 and fake.accepted_orders() == []
+
+
+async def test_a_late_order_is_booked_after_the_delay_at_the_price_of_that_moment(
+    fake: FakeBinance, exchange: Any
+) -> None:
+    fake.inject("POST", "/api/v3/order", Fault(FaultKind.LATE_VISIBILITY, visible_after_s=0.2))
+    with pytest.raises(ccxt.RequestTimeout):
+        await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "late"})
+    fake.set_price("BTC/USDT", "51000")
+
+    await wait_until(lambda: fake.pending_bookings == 0)
+
+    order = await exchange.fetch_order(None, "BTC/USDT", {"clientOrderId": "late"})
+    assert order["status"] == "closed" and order["average"] == pytest.approx(51000)
+    assert fake.exchange.free("USDT") == Decimal("9490")
+    assert fake.exchange.free("BTC") == Decimal("0.00999")  # the fee is charged in BTC
+
+
+async def test_a_late_order_refused_when_due_is_dropped_silently(fake: FakeBinance, exchange: Any) -> None:
+    fake.inject("POST", "/api/v3/order", Fault(FaultKind.LATE_VISIBILITY, visible_after_s=0.2))
+    with pytest.raises(ccxt.RequestTimeout):
+        await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "late"})
+    fake.set_balance("USDT", "1")
+
+    await wait_until(lambda: fake.pending_bookings == 0)
+
+    assert fake.accepted_orders() == []
+    assert [(p["newClientOrderId"], r.msg) for p, r in fake.dropped_bookings] == [
+        ("late", "Account has insufficient balance for requested action.")
+    ]
+
+
+async def test_stopping_the_server_cancels_late_bookings(fake: FakeBinance, exchange: Any) -> None:
+    fake.inject("POST", "/api/v3/order", Fault(FaultKind.LATE_VISIBILITY, visible_after_s=0.05))
+    with pytest.raises(ccxt.RequestTimeout):
+        await exchange.create_order("BTC/USDT", "market", "buy", 0.01, None, {"newClientOrderId": "late"})
+
+    await fake.stop()
+    await asyncio.sleep(0.1)  # past the booking's due time
+
+    assert fake.pending_bookings == 0 and fake.accepted_orders() == []
+
+
+def test_late_visibility_is_refused_on_endpoints_that_book_nothing() -> None:
+    with pytest.raises(ValueError, match="LATE_VISIBILITY"):
+        FakeBinance().inject("GET", "/api/v3/order", FaultKind.LATE_VISIBILITY)
 
 
 async def test_stop_limit_triggered_through_its_limit_rests_until_the_price_returns(

@@ -4,8 +4,10 @@ Shapes live in :mod:`tests.fakes.binance_shapes`. Money is kept in ``Decimal`` s
 and a test can compare balances to the cent. The rules follow Binance spot closely enough for ccxt
 and our broker: filters (LOT_SIZE, PRICE_FILTER, NOTIONAL) are enforced, a resting sell stop locks
 its base quantity (so two full-size stops on one position cannot coexist), a stop whose price is
-already crossed is refused, and market orders fill at the price the test set with the test's taker
-fee charged in the asset received.
+already crossed is refused, a client order id is refused as a duplicate only while its order is open
+(as on Binance: a filled or cancelled order's id books a new order), and market orders fill at the
+price the test set with the test's taker fee charged in the asset received (base on a BUY, quote on
+a SELL).
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ class FakeSpotExchange:
     Args:
         clock: current time in UTC ms (used for order times and which candles exist yet).
         fee_rate: taker fee as a ratio in [0, 1], charged in the asset received.
-        reject_duplicates_of_open_only: Binance only refuses a client order id that belongs to an
-            *open* order; by default the fake refuses any reuse, which is stricter and what most
-            tests want. Set True to mimic Binance exactly.
+        reject_duplicates_of_open_only: True (the default, Binance's rule) refuses a client order
+            id only while an order with it is open (NEW / PARTIALLY_FILLED), so re-sending a filled
+            order's id books a second order. False refuses any reuse: a strict mode for tests
+            that want every resend refused.
     """
 
     def __init__(
@@ -51,7 +54,7 @@ class FakeSpotExchange:
         clock: Callable[[], int],
         *,
         fee_rate: Decimal | str = "0.001",
-        reject_duplicates_of_open_only: bool = False,
+        reject_duplicates_of_open_only: bool = True,
     ) -> None:
         self.clock = clock
         self.fee_rate = Decimal(fee_rate)

@@ -4,19 +4,20 @@ Start it with ``async with FakeBinance() as fake:`` and point a client at ``fake
 what ccxt's binance class asks for (exchangeInfo, time, ping, klines, ticker, account, order
 create/query/cancel, openOrders, myTrades) in Binance's JSON shapes, keeps its own order book in a
 :class:`~tests.fakes.binance_state.FakeSpotExchange`, records every request, and can be told to
-misbehave on the next call(s) to one endpoint with :meth:`FakeBinance.inject`.
+misbehave on the next call(s) to one endpoint with :meth:`FakeBinance.inject` (the catalogue is in
+:mod:`tests.fakes.binance_faults`). By default it refuses a reused client order id only while that
+order is open, as Binance does; :meth:`FakeBinance.duplicate_client_ids` tells a test whether the
+client under test made the exchange book one id twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import hmac
-import json
 import socket
 import time
-from collections import defaultdict, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,37 +26,29 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.fakes.binance_shapes import INSUFFICIENT_BALANCE, ExchangeRejection, FakeMarket, fmt
+from tests.fakes.binance_faults import (
+    REPLIES_AFTER_HANDLING,
+    Fault,
+    FaultKind,
+    FaultQueue,
+    LateBookings,
+    error_response,
+    refusal_before_handling,
+    reply_after_handling,
+    unknown_send_status,
+)
+from tests.fakes.binance_shapes import ExchangeRejection, FakeMarket, FakeOrder, fmt
 from tests.fakes.binance_state import FakeSpotExchange
+
+__all__ = ["FakeBinance", "Fault", "FaultKind", "LoggedRequest"]
 
 SIGNED_PATHS = frozenset({"/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"})
 
 
-class FaultKind(enum.StrEnum):
-    TIMEOUT = "timeout"  # hang before handling: the request has no effect
-    TIMEOUT_AFTER_PROCESSING = "timeout_after_processing"  # handled (order booked), reply never arrives
-    SERVER_ERROR = "server_error"  # HTTP 5xx with an HTML body, as a load balancer sends
-    RATE_LIMITED = "rate_limited"  # HTTP 429, code -1003, Retry-After
-    IP_BANNED = "ip_banned"  # HTTP 418, code -1003, Retry-After
-    MALFORMED_JSON = "malformed_json"  # handled (order booked), then HTTP 200 with a truncated JSON body
-    PARTIAL_FILL = "partial_fill"  # the next market order fills only ``fill_ratio`` and expires
-    REJECT_INSUFFICIENT = "reject_insufficient"  # -2010 insufficient balance
-    REJECT_FILTER = "reject_filter"  # -1013 filter failure
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One misbehaviour; fields other than ``kind`` apply to the kinds that name them."""
-
-    kind: FaultKind
-    status: int = 503
-    retry_after_s: int | None = 1
-    hang_s: float = 5.0
-    fill_ratio: str = "0.5"
-
-
 @dataclass
 class LoggedRequest:
+    """One request as the server received it, with the status it answered and the fault it met."""
+
     method: str
     path: str
     params: dict[str, str]
@@ -63,13 +56,6 @@ class LoggedRequest:
     time_ms: int
     status: int = 0
     fault: FaultKind | None = None
-
-
-@dataclass
-class _Injected:
-    fault: Fault
-    remaining: int
-    symbol: str | None = None
 
 
 Handler = Callable[[dict[str, str]], Awaitable[Any]]
@@ -95,18 +81,24 @@ class FakeBinance:
         fee_rate: taker fee ratio in [0, 1].
         api_key: value required in the ``X-MBX-APIKEY`` header of signed endpoints.
         api_secret: when not None, the HMAC-SHA256 signature of signed requests must match.
+        reject_duplicates_of_open_only: True (Binance's rule) refuses a ``newClientOrderId`` only
+            while an order with that id is open; False refuses any reuse (strict, opt-in).
     """
 
     clock: Callable[[], int] = _wall_clock_ms
     fee_rate: str = "0.001"
     api_key: str = "fake-api-key"
     api_secret: str | None = "fake-api-secret"
+    reject_duplicates_of_open_only: bool = True
     exchange: FakeSpotExchange = field(init=False)
     log: list[LoggedRequest] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.exchange = FakeSpotExchange(self.clock, fee_rate=self.fee_rate)
-        self._faults: dict[tuple[str, str], deque[_Injected]] = defaultdict(deque)
+        self.exchange = FakeSpotExchange(
+            self.clock, fee_rate=self.fee_rate, reject_duplicates_of_open_only=self.reject_duplicates_of_open_only
+        )
+        self._faults = FaultQueue()
+        self._late_bookings = LateBookings(self.exchange.new_order)
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -137,6 +129,7 @@ class FakeBinance:
 
     async def stop(self) -> None:
         self._closing.set()  # releases hung handlers at once
+        self._late_bookings.cancel_all()  # an order must not appear after the test is over
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -171,17 +164,44 @@ class FakeBinance:
         """Makes the next ``times`` requests to ``method path`` misbehave as ``fault`` says.
 
         With ``symbol`` (``BTC/USDT`` or ``BTCUSDT``) only requests for that symbol are affected.
+        ``LATE_VISIBILITY`` is refused (ValueError) on endpoints other than POST /api/v3/order.
         """
         chosen = fault if isinstance(fault, Fault) else Fault(fault)
-        market_id = None if symbol is None else symbol.replace("/", "")
-        self._faults[(method.upper(), path)].append(_Injected(chosen, times, market_id))
+        self._faults.add(method.upper(), path, chosen, times, _market_id(symbol))
 
     def clear_faults(self) -> None:
         """Forgets every injected fault not yet used up: the exchange behaves from now on."""
         self._faults.clear()
 
+    # --- what happened ---------------------------------------------------------------------------
     def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
         return [r for r in self.log if (method is None or r.method == method) and (path is None or r.path == path)]
+
+    def order_posts(self, symbol: str | None = None) -> list[LoggedRequest]:
+        """Every POST /api/v3/order received (refused and faulted ones too): the orders *sent*."""
+        market_id = _market_id(symbol)
+        posts = self.requests("POST", "/api/v3/order")
+        return [r for r in posts if market_id is None or r.params.get("symbol") == market_id]
+
+    def accepted_orders(self, symbol: str | None = None) -> list[FakeOrder]:
+        """Every order the exchange booked, in booking order, whatever the client was told."""
+        market_id = _market_id(symbol)
+        return [o for o in self.exchange.orders if market_id is None or o.symbol == market_id]
+
+    def duplicate_client_ids(self, symbol: str | None = None) -> list[str]:
+        """Client order ids booked more than once on one symbol (first booking first); empty when healthy."""
+        counts = Counter((o.symbol, o.client_order_id) for o in self.accepted_orders(symbol))
+        return [client_id for (_, client_id), count in counts.items() if count > 1]
+
+    @property
+    def pending_bookings(self) -> int:
+        """``LATE_VISIBILITY`` orders accepted but not booked yet."""
+        return len(self._late_bookings)
+
+    @property
+    def dropped_bookings(self) -> list[tuple[dict[str, str], ExchangeRejection]]:
+        """``LATE_VISIBILITY`` orders refused when their booking came due: (request parameters, refusal)."""
+        return list(self._late_bookings.dropped)
 
     # --- dispatch --------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -206,66 +226,48 @@ class FakeBinance:
             refusal = self._check_auth(request, raw_signed)
             if refusal is not None:
                 return refusal
-        fault = self._take_fault(request.method, request.path, params)
+        fault = self._faults.take(request.method, request.path, params)
         entry.fault = fault.kind if fault else None
-        early = await self._early_fault(fault)
-        if early is not None:
-            return early
-        if fault is not None and fault.kind is FaultKind.PARTIAL_FILL:
-            self.exchange.next_fill_ratio = Decimal(fault.fill_ratio)
+        if fault is not None:
+            early = await self._before_handling(fault, params)
+            if early is not None:
+                return early
         try:
             body = await handler(params)
         except ExchangeRejection as rejection:
-            return _error(rejection.http_status, rejection.code, rejection.msg)
+            # A refused request is answered as refused even under an after-handling fault: nothing was
+            # booked, so there is nothing to hide from the client.
+            return error_response(rejection.http_status, rejection.code, rejection.msg)
         if fault is not None and fault.kind is FaultKind.TIMEOUT_AFTER_PROCESSING:
             await self._hang(fault)
             return web.Response(status=504, text="gateway timeout")
-        if fault is not None and fault.kind is FaultKind.MALFORMED_JSON:
-            return web.Response(status=200, text='{"symbol": "BTCUSDT", "orderId": 12', content_type="application/json")
+        if fault is not None and fault.kind in REPLIES_AFTER_HANDLING:
+            return reply_after_handling(fault)
         return web.json_response(body)
 
     def _check_auth(self, request: web.Request, raw_signed: str) -> web.Response | None:
         if request.headers.get("X-MBX-APIKEY") != self.api_key:
-            return _error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            return error_response(401, -2015, "Invalid API-key, IP, or permissions for action.")
         if self.api_secret is None:
             return None
         payload, sep, signature = raw_signed.partition("&signature=")
         expected = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not sep or not hmac.compare_digest(signature, expected):
-            return _error(400, -1022, "Signature for this request is not valid.")
+            return error_response(400, -1022, "Signature for this request is not valid.")
         return None
 
-    def _take_fault(self, method: str, path: str, params: dict[str, str]) -> Fault | None:
-        queue = self._faults.get((method, path))
-        if not queue:
-            return None
-        for injected in queue:
-            if injected.symbol is None or injected.symbol == params.get("symbol"):
-                injected.remaining -= 1
-                if injected.remaining <= 0:
-                    queue.remove(injected)
-                return injected.fault
-        return None
-
-    async def _early_fault(self, fault: Fault | None) -> web.Response | None:
-        if fault is None:
-            return None
-        kind = fault.kind
-        if kind is FaultKind.TIMEOUT:
+    async def _before_handling(self, fault: Fault, params: dict[str, str]) -> web.StreamResponse | None:
+        """The reply when ``fault`` pre-empts the handler; None lets the request be handled."""
+        if fault.kind is FaultKind.TIMEOUT:
             await self._hang(fault)
             return web.Response(status=504, text="gateway timeout")
-        if kind is FaultKind.SERVER_ERROR:
-            return web.Response(status=fault.status, text="<html>Bad Gateway</html>", content_type="text/html")
-        if kind in (FaultKind.RATE_LIMITED, FaultKind.IP_BANNED):
-            status = 429 if kind is FaultKind.RATE_LIMITED else 418
-            headers = {} if fault.retry_after_s is None else {"Retry-After": str(fault.retry_after_s)}
-            message = "Too much request weight used; current limit is 6000 request weight per 1 MINUTE."
-            return _error(status, -1003, message, headers)
-        if kind is FaultKind.REJECT_INSUFFICIENT:
-            return _error(400, *INSUFFICIENT_BALANCE)
-        if kind is FaultKind.REJECT_FILTER:
-            return _error(400, -1013, "Filter failure: LOT_SIZE")
-        return None
+        if fault.kind is FaultKind.LATE_VISIBILITY:
+            self._late_bookings.schedule(params, fault.visible_after_s)
+            return unknown_send_status()
+        if fault.kind is FaultKind.PARTIAL_FILL:
+            self.exchange.next_fill_ratio = Decimal(fault.fill_ratio)
+            return None
+        return refusal_before_handling(fault)
 
     async def _hang(self, fault: Fault) -> None:
         try:
@@ -378,7 +380,6 @@ class FakeBinance:
         return [trade.my_trade_json() for trade in trades]
 
 
-def _error(status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps({"code": code, "msg": msg}), content_type="application/json", headers=headers
-    )
+def _market_id(symbol: str | None) -> str | None:
+    """``BTC/USDT`` or ``BTCUSDT`` as Binance spells it."""
+    return None if symbol is None else symbol.replace("/", "")
