@@ -50,6 +50,12 @@ class ExchangeConfig(_Section):
     retry_base_delay_s: float = Field(default=0.5, gt=0)
     retry_max_delay_s: float = Field(default=30.0, gt=0)
     starting_balance: float = Field(default=10_000.0, gt=0, description="paper account, quote currency")
+    unknown_order_window_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="an order whose outcome is unknown is looked up this long before it may be called absent",
+    )
+    max_orders_per_symbol_per_minute: int = Field(default=10, ge=1, le=1000)
+    max_orders_per_minute: int = Field(default=30, ge=1, le=10_000, description="every symbol together")
     base_url: str = Field(
         default="",
         description="exchange REST base URL override (tests' loopback fake, a self-hosted gateway); empty = Binance",

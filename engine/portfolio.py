@@ -75,6 +75,10 @@ class Portfolio:
     closed_trades: list[ClosedTrade] = field(default_factory=list)
     realized_pnl: float = 0.0
     fees_paid: float = 0.0
+    # Live spot: base quantity under one lot left on the account after a position closed (fees are
+    # charged in the base asset, sells are floored to the lot). Not sellable alone, not a position; the
+    # next sell of the symbol sweeps it in once it adds up to a lot. Not marked into equity (< 1 lot).
+    dust: dict[str, float] = field(default_factory=dict)
 
     def equity(self) -> float:
         marked = 0.0  # summed first, then added to cash: the same float association as sum()

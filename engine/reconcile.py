@@ -1,11 +1,12 @@
 """Provides reconcile: after a restart, make the restored state agree with the exchange, logging each repair.
 
-In order: (1) every stored order not known to be finished is looked up by client id and settled
-(an entry that filled while we were down is booked and protected; an intent that never reached the
-exchange is marked so; a stop that filled closes its position); (2) positions are checked against the
-base-asset balances (a position the exchange no longer holds is closed in the books, a different
-quantity is adopted); (3) every open position gets an exchange stop if it has none; (4) cash is set to
-the quote balance. The exchange is the source of truth throughout.
+In order: (1) every stored order not known to be finished is resolved by client id (found, proven
+never placed, or still unknown: then it stays unknown and its symbol waits): an entry that filled
+while we were down is booked net of fees and protected, a stop that filled closes its position;
+(2) positions are checked against the base-asset balances, with the tracked dust (a position the
+exchange no longer holds is closed in the books, a smaller quantity is adopted; coins the bot does
+not manage are left alone); (3) every open position without a resting stop is protected; (4) cash
+is set to the quote balance. The exchange is the source of truth throughout.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from engine.errors import ExchangeCallException
-from engine.models import OrderStatus
+from engine.execution.booking import BALANCE_TOLERANCE
+from engine.execution.broker import OrderAck
+from engine.execution.order_resolution import Outcome
+from engine.execution.protection import ProtectionState
+from engine.models import Order, OrderStatus
 from engine.order_manager import ENTRY, EXIT, STOP, order_kind
 
 if TYPE_CHECKING:
@@ -24,67 +29,88 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+async def _resolve_stored_orders(manager: OrderManager, repairs: list[str]) -> None:
+    engine, broker = manager.engine, manager.broker
+    for order in await manager.store.open_orders():
+        if order.symbol not in engine.symbols:
+            continue
+        cid, kind = order.client_order_id, order_kind(order)
+        try:
+            resolution = await broker.resolve_order(cid, order.symbol, sent_ms=order.created_ms)
+        except ExchangeCallException as exc:  # markets not loadable: nothing is known
+            resolution = None
+            repairs.append(f"{cid}: could not look it up ({exc}); looking again on the next candle")
+        if resolution is None or resolution.outcome is Outcome.UNKNOWN:
+            if resolution is not None:
+                repairs.append(f"{cid}: {kind} outcome still unknown ({resolution.reason}); looking again on the "
+                               "next candle, never re-sending it")
+            if kind in (ENTRY, EXIT):
+                manager.core.pending.add(order.symbol)
+            manager.uncertain[cid] = replace(order, status=OrderStatus.SUBMITTED)
+            continue
+        if kind in (ENTRY, EXIT):
+            manager.core.pending.add(order.symbol)
+        if resolution.outcome is Outcome.ABSENT:
+            repairs.append(f"{cid}: {kind} never reached the exchange; dropped"
+                           + (" (the decision is stale)" if kind == ENTRY else ""))
+        else:
+            assert resolution.ack is not None
+            state = "filled" if resolution.ack.filled_quantity > 0 else resolution.ack.status.value
+            repairs.append(f"{cid}: {kind} found on the exchange ({state}); booked")
+        if kind == STOP:
+            await _settle_stored_stop(manager, order, resolution.ack)
+            continue
+        await manager.settle(order, resolution.ack)
+
+
+async def _settle_stored_stop(manager: OrderManager, order: Order, ack: OrderAck | None) -> None:
+    """A stored stop: resting (kept), filled (its position closes), or gone (the position is protected later)."""
+    if ack is None:
+        await manager.save(replace(order, status=OrderStatus.REJECTED))
+    elif ack.status is OrderStatus.FILLED:
+        await manager.stop_filled(order.symbol, order, ack)
+    elif not ack.status.is_terminal:
+        manager.stops[order.symbol] = replace(ack.order, reason=order.reason, created_ms=order.created_ms)
+        await manager.save(manager.stops[order.symbol])
+    else:
+        await manager.save(replace(order, status=ack.status))
+
+
 async def reconcile(manager: OrderManager) -> list[str]:
     repairs: list[str] = []
     engine, broker, portfolio = manager.engine, manager.broker, manager.portfolio
     store = manager.store
-    for order in await store.open_orders():
-        if order.symbol not in engine.symbols:
-            continue
-        cid = order.client_order_id
-        try:
-            ack = await broker.fetch_order(cid, order.symbol)
-        except ExchangeCallException as exc:
-            repairs.append(f"{cid}: could not look it up ({exc}); retrying on the next candle")
-            if order_kind(order) in (ENTRY, EXIT):
-                manager.core.pending.add(order.symbol)
-                manager.uncertain[cid] = order
-            elif order_kind(order) == STOP:
-                manager.stops[order.symbol] = order
-            continue
-        kind = order_kind(order)
-        if kind == STOP:
-            if ack is None:
-                await manager._save(replace(order, status=OrderStatus.REJECTED))
-                repairs.append(f"{cid}: stop intent never reached the exchange")
-            elif ack.status is OrderStatus.FILLED:
-                repairs.append(f"{cid}: stop filled while the engine was down; position closed")
-                await manager._stop_filled(order.symbol, order, ack)
-            elif not ack.status.is_terminal:
-                manager.stops[order.symbol] = replace(ack.order, reason=order.reason, created_ms=order.created_ms)
-                await manager._save(manager.stops[order.symbol])
-            else:
-                await manager._save(replace(order, status=ack.status))
-        elif kind in (ENTRY, EXIT):
-            manager.core.pending.add(order.symbol)
-            if ack is None:
-                repairs.append(f"{cid}: {kind} intent never reached the exchange; dropped (the decision is stale)")
-            else:
-                state = "recovered" if ack.filled_quantity > 0 else ack.status.value
-                repairs.append(f"{cid}: {kind} found on the exchange ({state}); booked")
-            await manager.settle(order, ack)
+    for symbol in portfolio.positions:
+        manager.protection_of(symbol).enter(ProtectionState.UNPROTECTED)
+    await _resolve_stored_orders(manager, repairs)
 
     balances = await broker.fetch_balances()
     for symbol, position in list(portfolio.positions.items()):
-        base = manager.base_assets.get(symbol, symbol.partition("/")[0])
+        base = manager.base_asset(symbol)
         held = balances[base].total if base in balances else 0.0
-        step = manager.core.limits_for(symbol).lot_step
-        if held + step < position.quantity:
-            if held < step or held * position.last_price < manager.core.limits_for(symbol).min_notional:
+        dust = portfolio.dust.get(symbol, 0.0)
+        limits = manager.core.limits_for(symbol)
+        if held < position.quantity + dust - BALANCE_TOLERANCE:
+            kept = max(held - dust, 0.0)
+            if kept < max(limits.lot_step, limits.min_qty) or kept * position.last_price < limits.min_notional:
                 repairs.append(f"{symbol}: exchange holds {held:g} {base}, books had {position.quantity:g}; "
                                "position closed in the books at its stop")
-                trade = portfolio.close(symbol, position.stop_price, 0.0, manager._now(), "reconciled: not held")
-                manager.engine.emit_all(manager.core.on_trade_closed(trade, manager._now()).events)
+                trade = portfolio.close(symbol, position.stop_price, 0.0, manager.now(), "reconciled: not held")
+                manager.protection.pop(symbol, None)
+                manager.engine.emit_all(manager.core.on_trade_closed(trade, manager.now()).events)
                 await store.record_trade(trade)
                 await store.delete_position(symbol)
                 continue
-            repairs.append(f"{symbol}: quantity {position.quantity:g} -> {held:g} {base} (as held on the exchange)")
-            portfolio.update(replace(position, quantity=held))
+            repairs.append(f"{symbol}: quantity {position.quantity:g} -> {kept:g} {base} (as held on the exchange)")
+            portfolio.update(replace(position, quantity=kept))
+        elif held > position.quantity + dust + BALANCE_TOLERANCE:
+            log.info("%s: exchange holds %g %s, the position is %g (+%g dust); the rest is not the bot's",
+                     symbol, held, base, position.quantity, dust)
     for symbol in engine.symbols:
-        base = manager.base_assets.get(symbol, symbol.partition("/")[0])
+        base = manager.base_asset(symbol)
         if symbol not in portfolio.positions and base in balances and balances[base].total > 0:
-            log.info("%s: exchange holds %g %s the bot does not manage; left alone", symbol,
-                     balances[base].total, base)
+            log.info("%s: exchange holds %g %s the bot does not manage (dust %g); left alone", symbol,
+                     balances[base].total, base, portfolio.dust.get(symbol, 0.0))
 
     try:
         open_ids = {ack.client_order_id for ack in await broker.fetch_open_orders()}
@@ -93,10 +119,17 @@ async def reconcile(manager: OrderManager) -> list[str]:
         repairs.append(f"open orders unknown ({exc}); stops checked on the next candles")
     for symbol in sorted(portfolio.positions):
         stop = manager.stops.get(symbol)
-        if stop is None or (open_ids is not None and stop.client_order_id not in open_ids):
-            manager.stops.pop(symbol, None)
-            repairs.append(f"{symbol}: open position had no exchange stop; placed one")
-            await manager.protect(symbol)
+        if stop is not None and (open_ids is None or stop.client_order_id in open_ids):
+            manager.protection_of(symbol).enter(ProtectionState.PROTECTED)
+            continue
+        manager.stops.pop(symbol, None)
+        if manager.protection_of(symbol).exiting or symbol in manager.core.pending:
+            continue  # an exit is under way (or unknown): it is driven on the next candle
+        repairs.append(f"{symbol}: open position had no exchange stop; placing one")
+        protection = manager.protection_of(symbol)
+        protection.enter(ProtectionState.UNPROTECTED)
+        protection.new_budget()
+        await manager.drive_protection(symbol)
 
     quote = engine.symbols[0].partition("/")[2]
     if quote in balances:
@@ -105,5 +138,5 @@ async def reconcile(manager: OrderManager) -> list[str]:
             repairs.append(f"cash {portfolio.cash:.2f} -> {cash:.2f} {quote} (the exchange balance)")
         portfolio.cash = cash
     if repairs:
-        engine.recorder.save_portfolio(portfolio, manager._now())  # type: ignore[union-attr]
+        engine.recorder.save_portfolio(portfolio, manager.now())  # type: ignore[union-attr]
     return repairs

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOUR_MS = 3_600_000
 HISTORY = 500
 WAIT_S = 40.0
+UNKNOWN_WINDOW_S = 3.0
 
 
 def _shifted_candles() -> Candles:
@@ -65,6 +66,7 @@ class Rig:
             'mode = "live"\nfeed = "live"\nsymbols = ["BTC/USDT"]\nbase_timeframe = "1h"\n'
             f'base_url = "{fake.base_url}"\nrequest_timeout_s = 1.0\nmax_retries = 2\n'
             "retry_base_delay_s = 0.05\nretry_max_delay_s = 0.2\n"
+            f"unknown_order_window_s = {UNKNOWN_WINDOW_S}\n"
             "[breaker]\napi_error_threshold = 5\nlatching = [\"system\"]\n"
             f'[storage]\ndatabase_path = "{self.db}"\nlog_dir = "{tmp_path / "logs"}"\n'
         )
@@ -165,6 +167,38 @@ async def test_kill_between_intent_and_ack_then_restart_neither_duplicates_nor_l
     assert len(rig.orders("BUY", "MARKET")) == 1
     assert len([o for o in rig.orders("SELL", "STOP_LOSS") if o.is_open]) == 1
     assert rig.query("SELECT symbol, quantity FROM positions") == positions
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param(Fault(FaultKind.UNKNOWN_AFTER_BOOKING), id="503-1007-after-booking"),
+    pytest.param(Fault(FaultKind.LATE_VISIBILITY, visible_after_s=1.5), id="visible-only-later"),
+])
+async def test_kill_while_an_entrys_outcome_is_unknown_then_restart_books_it_once_net_and_protects_it(
+    rig: Rig, fault: Fault
+) -> None:
+    candles = _shifted_candles()
+    entry_bar = _first_entry_bar(candles)
+    fake = rig.fake
+    fake.exchange.load_candles("BTCUSDT", "1h", _rows(candles, entry_bar))
+    fake.set_price("BTC/USDT", f"{candles.close[entry_bar]:.2f}")
+    await rig.start()
+    await rig.until(lambda: rig.klines_requests() >= 2, "the engine polling the feed")
+
+    fake.inject("POST", "/api/v3/order", fault)
+    fake.exchange.load_candles("BTCUSDT", "1h", _rows(candles, entry_bar + 1))
+    await rig.until(lambda: len(fake.order_posts("BTC/USDT")) == 1, "the entry order sent")
+    rig.kill()  # while the engine is still finding out what became of it
+    await rig.wait_exit()
+
+    await rig.start()
+    await rig.until(lambda: len([o for o in rig.orders("SELL", "STOP_LOSS") if o.is_open]) == 1,
+                    "the protective stop after restart")
+    await rig.until(lambda: rig.query("SELECT quantity FROM positions") != [], "the position persisted")
+    assert len(rig.orders("BUY", "MARKET")) == 1, "bought once"
+    assert fake.duplicate_client_ids() == []
+    held = fake.exchange.free("BTC") + fake.exchange.locked("BTC")
+    [(quantity,)] = rig.query("SELECT quantity FROM positions")
+    assert quantity == pytest.approx(float(held), abs=1e-12), "booked net of the fee Binance kept in BTC"
 
 
 async def test_system_breaker_trips_under_faults_and_keeps_its_state_across_a_crash(rig: Rig) -> None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from engine.errors import ExchangeCallException
 from engine.models import Fill, MarketLimits, Order, OrderStatus, Side
+
+if TYPE_CHECKING:
+    from engine.execution.order_resolution import Holding, Resolution
 
 CLIENT_ORDER_ID_MAX_CHARS = 36
 """Binance's limit for ``newClientOrderId``; its charset is ``[A-Za-z0-9_-]``."""
@@ -117,11 +120,14 @@ class StopReplaceError(ExchangeCallException):
     Attributes:
         restored: the stop re-placed at the old price, or None if that failed too, in which case
             the position has no exchange-side stop and the caller must protect or close it now.
+        would_trigger: the new level is already crossed by the market (nothing was restored: the
+            position should be closed at market).
     """
 
-    def __init__(self, operation: str, reason: str, restored: OrderAck | None) -> None:
+    def __init__(self, operation: str, reason: str, restored: OrderAck | None, *, would_trigger: bool = False) -> None:
         super().__init__(operation, reason)
         self.restored = restored
+        self.would_trigger = would_trigger
 
     @property
     def unprotected(self) -> bool:
@@ -140,30 +146,38 @@ class Broker(Protocol):
         """Trading rules per symbol (lot step, tick size, minimum quantity and notional)."""
         ...
 
-    async def submit_market_order(
-        self, client_order_id: str, symbol: str, side: Side, quantity: float, *, lookup_first: bool = False
-    ) -> OrderAck:
-        """Sends a market order once, whatever happens to the network.
+    async def submit_market_order(self, client_order_id: str, symbol: str, side: Side, quantity: float) -> OrderAck:
+        """Sends a market order at most once per proven absence, whatever happens to the network.
 
-        A retry after an unacknowledged attempt first looks the client id up; a duplicate client id
-        returns the existing order with ``recovered=True``. ``lookup_first`` makes even the first
-        attempt look up (use it when resubmitting an intent found unacknowledged after a restart:
-        Binance only refuses a client id reused while the first order is *open*, and a filled market
-        order is not).
+        The client id is looked up first (Binance only refuses a client id reused while the first
+        order is *open*; a filled market order's id would buy again), and an order already there is
+        returned with ``recovered=True``. A filled ack carries its fills with their fees.
+
+        Raises:
+            OrderOutcomeUnknownException: sent, and still neither found nor proven absent; keep it
+                as unknown and look it up later (:meth:`resolve_order`), never re-send it blind.
+            ExchangeUnavailableException: proven never placed (an outage before it reached the venue).
+            OrderRejectedException: refused (insufficient balance, filters...).
         """
         ...
 
     async def place_stop_loss(
-        self,
-        client_order_id: str,
-        symbol: str,
-        side: Side,
-        quantity: float,
-        stop_price: float,
-        *,
-        lookup_first: bool = False,
+        self, client_order_id: str, symbol: str, side: Side, quantity: float, stop_price: float
     ) -> OrderAck:
-        """Rests an exchange-side stop that closes ``quantity`` when the price crosses ``stop_price``."""
+        """Rests an exchange-side stop that closes ``quantity`` when the price crosses ``stop_price``.
+
+        Sent like :meth:`submit_market_order`; a stop already crossed raises StopWouldTriggerException.
+        """
+        ...
+
+    async def resolve_order(
+        self, client_order_id: str, symbol: str, *, sent_ms: int, before: Holding | None = None
+    ) -> Resolution:
+        """Settles an order whose outcome is unknown: found, proven absent, or still unknown."""
+        ...
+
+    async def holding(self, symbol: str) -> Holding:
+        """The market's base asset now (free and total, base units)."""
         ...
 
     async def replace_stop_loss(

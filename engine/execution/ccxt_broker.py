@@ -1,9 +1,13 @@
 """Provides CcxtBroker: Binance spot execution through ccxt with idempotent submits and exchange-side stops.
 
-Idempotency: every order carries the caller's deterministic client order id. When an attempt fails
-in a way that leaves its outcome unknown (timeout, 5xx, garbled reply), the next attempt first asks
-the exchange for that client id and returns the order if it exists; a ``Duplicate order sent.``
-refusal is answered the same way. So a retried or restarted submit never creates a second order.
+Idempotency: every order carries the caller's client order id, and the broker looks that id up
+before it sends (Binance refuses a reused id only while the first order is *open*: a filled market
+order's id buys again). An order whose reply is lost, late, garbled or empty has an *unknown* outcome:
+it is never re-sent blind but resolved by :func:`~engine.execution.order_resolution.resolve_unknown_order`
+(lookups with backoff over a bounded window, then the account's base balance and trades); only an
+order proven absent is sent again, and one still unknown raises
+:class:`~engine.errors.OrderOutcomeUnknownException` for the caller to keep and look up later. Every
+filled ack carries the order's trades with their fees, so the caller books what the account holds.
 
 Trailing stops are moved cancel-then-place, never place-then-cancel. On Binance spot a resting
 sell stop locks its base quantity, so a second full-size stop is refused for insufficient balance
@@ -25,50 +29,37 @@ from typing import Any
 
 import ccxt  # type: ignore[import-untyped]
 
-from engine.errors import ExchangeCallException, OrderNotFoundException
+from engine.errors import (
+    ExchangeCallException,
+    ExchangeUnavailableException,
+    OrderNotFoundException,
+    OrderOutcomeUnknownException,
+    OrderRejectedException,
+    StopWouldTriggerException,
+)
 from engine.execution.broker import Balance, OrderAck, StopReplaceError, make_client_order_id
+from engine.execution.ccxt_parsing import MalformedReplyError, parse_fill, parse_order_ack
+from engine.execution.order_resolution import (
+    Holding,
+    Outcome,
+    Resolution,
+    ResolutionPolicy,
+    resolve_unknown_order,
+)
 from engine.execution.retry import RandomSource, RetryPolicy, call_with_retry
-from engine.models import Fill, MarketLimits, Order, OrderStatus, OrderType, Side
+from engine.models import MarketLimits, OrderStatus, Side
 
 DEFAULT_STOP_LIMIT_OFFSET_RATIO = 0.005
 """Where only STOP_LOSS_LIMIT exists: the limit sits this ratio beyond the stop so it still fills."""
 
-_RAW_STATUS = {
-    "NEW": OrderStatus.OPEN,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELED,
-    "PENDING_CANCEL": OrderStatus.CANCELED,
-    "EXPIRED": OrderStatus.CANCELED,  # a market order's unfilled rest; filled_quantity tells the part done
-    "EXPIRED_IN_MATCH": OrderStatus.CANCELED,
-    "REJECTED": OrderStatus.REJECTED,
-}
-_UNIFIED_STATUS = {
-    "open": OrderStatus.OPEN,
-    "closed": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "expired": OrderStatus.CANCELED,
-    "rejected": OrderStatus.REJECTED,
-}
-_RAW_TYPE = {
-    "MARKET": OrderType.MARKET,
-    "LIMIT": OrderType.LIMIT,
-    "LIMIT_MAKER": OrderType.LIMIT,
-    "STOP_LOSS": OrderType.STOP_MARKET,
-    "STOP_LOSS_LIMIT": OrderType.STOP_LIMIT,
-}
-
-
-def _is_duplicate_refusal(exc: ccxt.BaseError) -> bool:
-    return "Duplicate order sent" in str(exc)
+_DUPLICATE_REFUSAL = "Duplicate order sent"
+# ccxt parses replies inside create_order/cancel_order; a body that is no order at all can make its parser
+# fail with one of these before we see a dict. Caught only around those calls, they mean "garbled reply".
+_PARSER_FAILURES = (TypeError, KeyError, AttributeError, ValueError, IndexError)
 
 
 def _wall_clock_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 class CcxtBroker:
@@ -77,11 +68,12 @@ class CcxtBroker:
     Args:
         client: a client from :func:`engine.execution.ccxt_client.create_binance_client`; the
             broker owns it from now on and closes it in :meth:`close`.
-        policy: timeouts and retries of every call.
+        policy: timeouts and retries of every call (an order *send* is one attempt: see the module).
         on_error: called with each failed attempt's sanitized exception (feed the system breaker).
         on_success: called after each successful call.
         now_ms: clock for timestamps the exchange does not report (UTC ms).
         stop_limit_offset_ratio: see ``DEFAULT_STOP_LIMIT_OFFSET_RATIO``; ratio in [0, 1].
+        resolution: how long an unknown outcome is looked up before absence may be concluded.
         sleep, rng: backoff plumbing, injectable for tests.
     """
 
@@ -94,24 +86,27 @@ class CcxtBroker:
         on_success: Callable[[], None] | None = None,
         now_ms: Callable[[], int] = _wall_clock_ms,
         stop_limit_offset_ratio: float = DEFAULT_STOP_LIMIT_OFFSET_RATIO,
+        resolution: ResolutionPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: RandomSource = random,
     ) -> None:
         self._client = client
         self._policy = policy
+        self._one_attempt = replace(policy, max_attempts=1)
         self._on_error = on_error
         self._on_success = on_success
         self._now_ms = now_ms
         self._stop_limit_offset_ratio = stop_limit_offset_ratio
+        self._resolution = resolution or ResolutionPolicy()
         self._sleep = sleep
         self._rng = rng
         self._limits: dict[str, MarketLimits] = {}
 
-    async def _call(self, operation: str, factory: Callable[[], Awaitable[Any]]) -> Any:
+    async def _call(self, operation: str, factory: Callable[[], Awaitable[Any]], *, once: bool = False) -> Any:
         return await call_with_retry(
             operation,
             factory,
-            policy=self._policy,
+            policy=self._one_attempt if once else self._policy,
             on_error=self._on_error,
             on_success=self._on_success,
             sleep=self._sleep,
@@ -138,7 +133,7 @@ class CcxtBroker:
 
     async def _ensure_markets(self) -> None:
         if self._client.markets is None:
-            await self._client.load_markets()
+            await self._call("load_markets", lambda: self._client.load_markets())
 
     def _amount(self, symbol: str, quantity: float) -> float:
         # ccxt truncates amounts to the lot step (never more than was sized) and raises InvalidOrder
@@ -148,80 +143,136 @@ class CcxtBroker:
     def _price(self, symbol: str, price: float) -> float:
         return float(self._client.price_to_precision(symbol, price))
 
+    def _base_asset(self, symbol: str) -> str:
+        market = (self._client.markets or {}).get(symbol) or {}
+        return str(market.get("base") or symbol.partition("/")[0])
+
     # --- orders ----------------------------------------------------------------------------------
-    async def submit_market_order(
-        self, client_order_id: str, symbol: str, side: Side, quantity: float, *, lookup_first: bool = False
-    ) -> OrderAck:
-        async def send() -> dict[str, Any]:
+    async def submit_market_order(self, client_order_id: str, symbol: str, side: Side, quantity: float) -> OrderAck:
+        async def send() -> Any:
             amount = self._amount(symbol, quantity)
-            raw: dict[str, Any] = await self._client.create_order(
+            return await self._client.create_order(
                 symbol, "market", side.value, amount, None, {"newClientOrderId": client_order_id}
             )
-            return raw
 
         operation = f"submit_market_order {symbol} {side.value} {client_order_id}"
-        return await self._send_once(operation, client_order_id, symbol, send, lookup_first)
+        return await self._send_once(operation, client_order_id, symbol, send)
 
     async def place_stop_loss(
-        self,
-        client_order_id: str,
-        symbol: str,
-        side: Side,
-        quantity: float,
-        stop_price: float,
-        *,
-        lookup_first: bool = False,
+        self, client_order_id: str, symbol: str, side: Side, quantity: float, stop_price: float
     ) -> OrderAck:
-        async def send() -> dict[str, Any]:
+        async def send() -> Any:
             amount = self._amount(symbol, quantity)
             stop = self._price(symbol, stop_price)
             params: dict[str, Any] = {"newClientOrderId": client_order_id, "stopLossPrice": stop}
             order_types = self._client.market(symbol)["info"].get("orderTypes") or []
-            raw: dict[str, Any]
             if "STOP_LOSS" in order_types:
-                raw = await self._client.create_order(symbol, "market", side.value, amount, None, params)
-                return raw
+                return await self._client.create_order(symbol, "market", side.value, amount, None, params)
             offset = -self._stop_limit_offset_ratio if side is Side.SELL else self._stop_limit_offset_ratio
             limit = self._price(symbol, stop * (1.0 + offset))
             params["timeInForce"] = "GTC"
-            raw = await self._client.create_order(symbol, "limit", side.value, amount, limit, params)
-            return raw
+            return await self._client.create_order(symbol, "limit", side.value, amount, limit, params)
 
         operation = f"place_stop_loss {symbol} {side.value} {client_order_id} at {stop_price:g}"
-        return await self._send_once(operation, client_order_id, symbol, send, lookup_first)
+        return await self._send_once(operation, client_order_id, symbol, send)
 
     async def _send_once(
-        self,
-        operation: str,
-        client_order_id: str,
-        symbol: str,
-        send: Callable[[], Awaitable[dict[str, Any]]],
-        lookup_first: bool,
+        self, operation: str, client_order_id: str, symbol: str, send: Callable[[], Awaitable[Any]]
     ) -> OrderAck:
-        attempts = 0
-
-        async def attempt() -> OrderAck:
-            nonlocal attempts
-            attempts += 1
-            await self._ensure_markets()
-            if attempts > 1 or lookup_first:
-                # The previous attempt may have reached the exchange before its reply was lost.
-                existing = await self._find(client_order_id, symbol)
-                if existing is not None:
-                    return self._ack(existing, client_order_id, recovered=True)
+        """Look up, then send; an unknown outcome is resolved, and only a proven absence is sent again."""
+        await self._ensure_markets()
+        existing = await self._lookup(client_order_id, symbol)
+        if existing is not None:
+            return existing
+        before = await self.holding(symbol)
+        resolution: Resolution | None = None
+        for sends in range(1, self._policy.max_attempts + 1):
+            sent_ms = self._now_ms()
             try:
-                raw = await send()
-            except ccxt.InvalidOrder as exc:
-                if not _is_duplicate_refusal(exc):
+                ack: OrderAck = await self._call(operation, lambda: self._send_and_parse(send, client_order_id),
+                                                 once=True)
+                return ack
+            except OrderRejectedException as refusal:
+                if _DUPLICATE_REFUSAL not in refusal.reason:
                     raise
-                existing = await self._find(client_order_id, symbol)
-                if existing is None:
+                # An open order already has this id (an earlier attempt we could not see): that is ours.
+                found = await self._lookup(client_order_id, symbol)
+                if found is None:
                     raise
-                return self._ack(existing, client_order_id, recovered=True)
-            return self._ack(raw, client_order_id)
+                return found
+            except ExchangeUnavailableException as unknown:
+                resolution = await self.resolve_order(client_order_id, symbol, sent_ms=sent_ms, before=before)
+                if resolution.outcome is Outcome.FOUND:
+                    assert resolution.ack is not None
+                    return resolution.ack
+                if resolution.outcome is Outcome.UNKNOWN:
+                    raise OrderOutcomeUnknownException(
+                        operation, f"{unknown.reason}; {resolution.reason}", client_order_id, sends
+                    ) from None
+                if sends >= self._policy.max_attempts:
+                    raise ExchangeUnavailableException(
+                        operation, f"{unknown.reason}; never placed ({resolution.reason})", sends
+                    ) from None
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-        result: OrderAck = await self._call(operation, attempt)
-        return result
+    async def _send_and_parse(self, send: Callable[[], Awaitable[Any]], client_order_id: str) -> OrderAck:
+        try:
+            raw = await send()
+        except ccxt.BaseError:
+            raise
+        except _PARSER_FAILURES as exc:
+            raise MalformedReplyError(f"order reply could not be parsed ({type(exc).__name__})") from None
+        ack = parse_order_ack(raw, client_order_id, self._now_ms())
+        if ack.filled_quantity > 0 and not ack.fills:
+            return await self._with_trades(ack)
+        return ack
+
+    async def resolve_order(
+        self, client_order_id: str, symbol: str, *, sent_ms: int, before: Holding | None = None
+    ) -> Resolution:
+        """What became of an order whose send outcome is unknown (see the module docstring).
+
+        Args:
+            client_order_id: the order's id.
+            symbol: its market.
+            sent_ms: when it was sent (UTC ms); trades from then on count against absence.
+            before: the market's base asset just before the send, when known.
+        """
+        await self._ensure_markets()
+
+        async def find() -> OrderAck | None:
+            raw = await self._call(f"fetch_order {symbol} {client_order_id}",
+                                   lambda: self._find(client_order_id, symbol), once=True)
+            return None if raw is None else await self._full_ack(raw, client_order_id, recovered=True)
+
+        async def trades_since_send() -> int:
+            trades = await self._call(f"fetch_my_trades {symbol}",
+                                      lambda: self._client.fetch_my_trades(symbol, sent_ms))
+            return sum(1 for trade in trades if int(trade.get("timestamp") or 0) >= sent_ms)
+
+        return await resolve_unknown_order(find, lambda: self.holding(symbol), trades_since_send, before=before,
+                                           policy=self._resolution, sleep=self._sleep, rng=self._rng)
+
+    async def _lookup(self, client_order_id: str, symbol: str) -> OrderAck | None:
+        raw = await self._call(f"fetch_order {symbol} {client_order_id}", lambda: self._find(client_order_id, symbol))
+        return None if raw is None else await self._full_ack(raw, client_order_id, recovered=True)
+
+    async def _full_ack(self, raw: Any, client_order_id: str, *, recovered: bool = False) -> OrderAck:
+        """The ack with the order's trades (a queried order carries none; its fees decide what is held)."""
+        ack = parse_order_ack(raw, client_order_id, self._now_ms(), recovered=recovered)
+        return await self._with_trades(ack) if ack.filled_quantity > 0 and not ack.fills else ack
+
+    async def _with_trades(self, ack: OrderAck) -> OrderAck:
+        order = ack.order
+        if order.exchange_order_id is None:
+            return ack
+        try:
+            trades = await self._call(f"fetch_order_trades {order.symbol} {order.client_order_id}",
+                                      lambda: self._client.fetch_order_trades(order.exchange_order_id, order.symbol))
+        except ExchangeCallException:
+            return ack  # the caller sizes from the balance when fills are unknown
+        mine = [t for t in trades if str(t.get("order") or order.exchange_order_id) == order.exchange_order_id]
+        return OrderAck(order, tuple(parse_fill(t, order, order.created_ms) for t in mine), ack.recovered)
 
     async def replace_stop_loss(
         self,
@@ -234,29 +285,32 @@ class CcxtBroker:
     ) -> OrderAck:
         operation = f"replace_stop_loss {symbol} {old_client_order_id} -> {new_client_order_id}"
         try:
-            old = await self.cancel_order(old_client_order_id, symbol)
+            old: OrderAck | None = await self.cancel_order(old_client_order_id, symbol)
         except OrderNotFoundException:
             old = None  # never placed (or long gone): nothing to move, just protect
-        remaining = quantity
-        if old is not None:
-            if old.status is OrderStatus.FILLED:
-                return old  # the stop already closed the position
-            remaining = quantity - old.filled_quantity
-            if old.filled_quantity > 0 and self._amount_or_zero(symbol, remaining) <= 0:
+        if old is not None and old.status is OrderStatus.FILLED:
+            return old  # the stop already closed the position
+        # Size the new stop from what the account can sell now (the cancel released the old stop's lock).
+        holding = await self.holding(symbol)
+        remaining = min(quantity - (old.filled_quantity if old is not None else 0.0), holding.free)
+        if self._amount_or_zero(symbol, remaining) <= 0:
+            if old is not None:
                 return old
+            raise StopReplaceError(operation, "nothing left to protect", None)
         try:
             return await self.place_stop_loss(new_client_order_id, symbol, side, remaining, stop_price)
+        except StopWouldTriggerException as crossed:
+            # The new level is already crossed: putting the old one back would only delay the exit.
+            raise StopReplaceError(operation, crossed.reason, None, would_trigger=True) from None
         except ExchangeCallException as refused:
             restored = None
             if old is not None and old.order.stop_price is not None:
                 restore_id = make_client_order_id("rs", symbol, 0, new_client_order_id)
                 try:
-                    restored = await self.place_stop_loss(
-                        restore_id, symbol, side, remaining, old.order.stop_price, lookup_first=True
-                    )
+                    restored = await self.place_stop_loss(restore_id, symbol, side, remaining, old.order.stop_price)
                 except ExchangeCallException:
                     restored = None
-            raise StopReplaceError(operation, str(refused), restored) from None
+            raise StopReplaceError(operation, refused.reason, restored) from None
 
     def _amount_or_zero(self, symbol: str, quantity: float) -> float:
         try:
@@ -266,7 +320,6 @@ class CcxtBroker:
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> OrderAck:
         async def attempt() -> OrderAck:
-            await self._ensure_markets()
             try:
                 raw = await self._client.cancel_order(None, symbol, {"clientOrderId": client_order_id})
             except ccxt.OrderNotFound:
@@ -275,34 +328,31 @@ class CcxtBroker:
                 existing = await self._find(client_order_id, symbol)
                 if existing is None:
                     raise
-                return self._ack(existing, client_order_id)
-            return self._ack(raw, client_order_id)
+                return await self._full_ack(existing, client_order_id)
+            except _PARSER_FAILURES as exc:
+                raise MalformedReplyError(f"cancel reply could not be parsed ({type(exc).__name__})") from None
+            return parse_order_ack(raw, client_order_id, self._now_ms())
 
+        await self._ensure_markets()
         result: OrderAck = await self._call(f"cancel_order {symbol} {client_order_id}", attempt)
+        if result.status is OrderStatus.FILLED and not result.fills:
+            result = await self._with_trades(result)
         return result
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> OrderAck | None:
-        async def attempt() -> OrderAck | None:
-            await self._ensure_markets()
-            raw = await self._find(client_order_id, symbol)
-            if raw is None:
-                return None
-            trades: list[dict[str, Any]] = []
-            if (raw.get("filled") or 0) > 0 and raw.get("id") is not None:
-                trades = await self._client.fetch_order_trades(raw["id"], symbol)
-            return self._ack(raw, client_order_id, trades=trades)
-
-        result: OrderAck | None = await self._call(f"fetch_order {symbol} {client_order_id}", attempt)
-        return result
+        await self._ensure_markets()
+        return await self._lookup(client_order_id, symbol)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderAck]:
-        async def attempt() -> list[dict[str, Any]]:
-            await self._ensure_markets()
-            result: list[dict[str, Any]] = await self._client.fetch_open_orders(symbol)
-            return result
-
-        raws = await self._call(f"fetch_open_orders {symbol or 'all'}", attempt)
-        return [self._ack(raw, str(raw.get("clientOrderId") or "")) for raw in raws]
+        await self._ensure_markets()
+        raws = await self._call(f"fetch_open_orders {symbol or 'all'}", lambda: self._client.fetch_open_orders(symbol))
+        acks = []
+        for raw in raws:
+            try:
+                acks.append(parse_order_ack(raw, str(raw.get("clientOrderId") or ""), self._now_ms()))
+            except MalformedReplyError:
+                continue  # an entry that is no order cannot be one of ours
+        return acks
 
     async def fetch_balances(self) -> dict[str, Balance]:
         raw = await self._call("fetch_balances", lambda: self._client.fetch_balance())
@@ -314,70 +364,29 @@ class CcxtBroker:
             if total
         }
 
+    async def holding(self, symbol: str) -> Holding:
+        """The market's base asset now: what a sell of it may use (free) and what the account owns (total)."""
+        balance = (await self.fetch_balances()).get(self._base_asset(symbol))
+        return Holding(0.0, 0.0) if balance is None else Holding(balance.free, balance.total)
+
     async def fetch_server_time_ms(self) -> int:
         """The exchange's clock (UTC ms): the cheapest call (public, weight 1), used as a health probe.
 
         One attempt only (a probe that retries would hide the outage it is there to report); its
         failure or success reaches ``on_error``/``on_success`` like every other call.
         """
-        policy = replace(self._policy, max_attempts=1)
-        result = await call_with_retry("fetch_server_time", lambda: self._client.fetch_time(), policy=policy,
-                                       on_error=self._on_error, on_success=self._on_success, sleep=self._sleep,
-                                       rng=self._rng)
+        result = await self._call("fetch_server_time", lambda: self._client.fetch_time(), once=True)
         return int(result)
 
     async def close(self) -> None:
         await self._client.close()
 
-    # --- parsing ---------------------------------------------------------------------------------
     async def _find(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
         try:
             raw: dict[str, Any] = await self._client.fetch_order(None, symbol, {"clientOrderId": client_order_id})
         except ccxt.OrderNotFound:
             return None
+        except _PARSER_FAILURES as exc:
+            raise MalformedReplyError(f"order query reply could not be parsed ({type(exc).__name__})") from None
         return raw
 
-    def _ack(
-        self,
-        raw: dict[str, Any],
-        client_order_id: str,
-        *,
-        recovered: bool = False,
-        trades: list[dict[str, Any]] | None = None,
-    ) -> OrderAck:
-        info = raw.get("info") or {}
-        status = _RAW_STATUS.get(str(info.get("status")), _UNIFIED_STATUS.get(str(raw.get("status")), OrderStatus.OPEN))
-        order_type = _RAW_TYPE.get(str(info.get("type")), OrderType.MARKET)
-        created_ms = int(raw.get("timestamp") or self._now_ms())
-        order = Order(
-            client_order_id=client_order_id,
-            symbol=str(raw.get("symbol")),
-            side=Side(str(raw.get("side"))),
-            type=order_type,
-            quantity=float(raw.get("amount") or 0.0),
-            status=status,
-            created_ms=created_ms,
-            price=_float(raw.get("price")) if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
-            stop_price=_float(raw.get("triggerPrice") or raw.get("stopPrice")),
-            exchange_order_id=None if raw.get("id") is None else str(raw["id"]),
-            filled_quantity=float(raw.get("filled") or 0.0),
-            average_price=_float(raw.get("average")),
-        )
-        source = trades if trades is not None else (raw.get("trades") or [])
-        fills = tuple(self._fill(trade, order, created_ms) for trade in source)
-        return OrderAck(order, fills, recovered)
-
-    @staticmethod
-    def _fill(trade: dict[str, Any], order: Order, default_ms: int) -> Fill:
-        fee = trade.get("fee") or {}
-        return Fill(
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=float(trade.get("amount") or 0.0),
-            price=float(trade.get("price") or 0.0),
-            fee=float(fee.get("cost") or 0.0),
-            time_ms=int(trade.get("timestamp") or default_ms),
-            fee_asset=str(fee.get("currency") or ""),
-            trade_id=str(trade.get("id") or ""),
-        )

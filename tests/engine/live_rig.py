@@ -28,6 +28,7 @@ from tests.fakes.fake_binance import FakeBinance
 
 HOUR_MS = 3_600_000
 HISTORY_BARS = 500
+UNKNOWN_WINDOW_S = 0.3  # lookups of an unknown order before it may be called absent (real default: 10 s)
 
 
 def shifted_sample(latest_closed: int, symbol: str = "BTC/USDT") -> Candles:
@@ -74,7 +75,8 @@ def live_settings(tmp_path: Path, fake: FakeBinance, symbols: list[str], *, brea
         tmp_path, symbols,
         exchange={"mode": "live", "feed": "live", "base_url": fake.base_url, "api_key": fake.api_key,
                   "api_secret": fake.api_secret, "request_timeout_s": 1.0, "max_retries": 2,
-                  "retry_base_delay_s": 0.01, "retry_max_delay_s": 0.02, **exchange},
+                  "retry_base_delay_s": 0.01, "retry_max_delay_s": 0.02, "unknown_order_window_s": UNKNOWN_WINDOW_S,
+                  **exchange},
         breaker=breaker or {},
     )
 

@@ -27,6 +27,7 @@ from engine.execution.broker import (
 )
 from engine.execution.ccxt_broker import CcxtBroker
 from engine.execution.ccxt_client import create_binance_client
+from engine.execution.order_resolution import ResolutionPolicy
 from engine.execution.retry import RetryPolicy
 from engine.models import MarketLimits, OrderStatus, OrderType, Side
 from tests.fakes.fake_binance import FakeBinance, Fault, FaultKind
@@ -179,16 +180,28 @@ async def test_replace_of_a_stop_that_already_filled_returns_it_and_places_nothi
 async def test_refused_replacement_puts_the_old_stop_back_and_says_so(rig: Rig) -> None:
     await buy(rig, 0.1)
     await rig.broker.place_stop_loss("stop-1", "BTC/USDT", Side.SELL, 0.0999, 49000)
+    rig.fake.inject("POST", "/api/v3/order", FaultKind.REJECT_FILTER, times=1)  # the new level only
+
+    with pytest.raises(StopReplaceError) as raised:
+        await rig.broker.replace_stop_loss("stop-1", "stop-2", "BTC/USDT", Side.SELL, 0.0999, 49500)
+
+    restored = raised.value.restored
+    assert not raised.value.unprotected and not raised.value.would_trigger
+    assert restored is not None and restored.order.stop_price == pytest.approx(49000)
+    open_stops = await rig.broker.fetch_open_orders("BTC/USDT")
+    assert [o.order.stop_price for o in open_stops] == [pytest.approx(49000)]
+
+
+async def test_a_replacement_the_market_already_crossed_is_reported_for_an_exit_not_restored(rig: Rig) -> None:
+    await buy(rig, 0.1)
+    await rig.broker.place_stop_loss("stop-1", "BTC/USDT", Side.SELL, 0.0999, 49000)
     rig.fake.set_price("BTC/USDT", "49400")
 
     with pytest.raises(StopReplaceError) as raised:  # 49500 is already crossed by the market
         await rig.broker.replace_stop_loss("stop-1", "stop-2", "BTC/USDT", Side.SELL, 0.0999, 49500)
 
-    restored = raised.value.restored
-    assert not raised.value.unprotected
-    assert restored is not None and restored.order.stop_price == pytest.approx(49000)
-    open_stops = await rig.broker.fetch_open_orders("BTC/USDT")
-    assert [o.order.stop_price for o in open_stops] == [pytest.approx(49000)]
+    assert raised.value.would_trigger and raised.value.unprotected
+    assert await rig.broker.fetch_open_orders("BTC/USDT") == []
 
 
 async def test_replacement_and_restore_both_refused_reports_the_position_unprotected(rig: Rig) -> None:
@@ -233,7 +246,9 @@ async def test_timeout_before_the_exchange_saw_the_order_sends_it_once_more(rig:
     assert not ack.recovered and ack.status is OrderStatus.FILLED
     assert len(rig.fake.exchange.orders) == 1
     assert rig.orders_posted() == 2
-    assert len(rig.fake.requests("GET", "/api/v3/order")) == 1  # looked up before re-sending
+    # Looked up before the first send, then over the whole absence window before the re-send.
+    assert len(rig.fake.requests("GET", "/api/v3/order")) > 2
+    assert sum(rig.recorder.sleeps) >= ResolutionPolicy().window_s
 
 
 async def test_duplicate_client_order_id_returns_the_existing_order(rig: Rig) -> None:
@@ -246,13 +261,14 @@ async def test_duplicate_client_order_id_returns_the_existing_order(rig: Rig) ->
     assert rig.recorder.errors == []
 
 
-async def test_lookup_first_recovers_without_posting_again(rig: Rig) -> None:
-    await buy(rig, 0.1)
+async def test_a_filled_orders_client_id_is_looked_up_not_bought_again(rig: Rig) -> None:
+    await buy(rig, 0.1)  # filled: Binance itself would accept this client id again
     posts = rig.orders_posted()
 
-    again = await rig.broker.submit_market_order("entry-1", "BTC/USDT", Side.BUY, 0.1, lookup_first=True)
+    again = await buy(rig, 0.1)
 
     assert again.recovered and rig.orders_posted() == posts
+    assert rig.fake.duplicate_client_ids() == []
 
 
 @pytest.mark.parametrize(
@@ -297,7 +313,7 @@ async def test_malformed_reply_to_an_order_is_resolved_by_lookup_not_a_second_or
 
 
 async def test_persistent_outage_gives_up_after_the_policy_attempts(rig: Rig) -> None:
-    rig.fake.inject("GET", "/api/v3/account", FaultKind.SERVER_ERROR, times=10)
+    rig.fake.inject("GET", "/api/v3/account", FaultKind.SERVER_ERROR, times=POLICY.max_attempts)
 
     with pytest.raises(ExchangeUnavailableException) as raised:
         await rig.broker.fetch_balances()
@@ -382,6 +398,7 @@ async def test_keys_never_reach_logs_or_errors(rig: Rig, caplog: pytest.LogCaptu
 
     with pytest.raises(ExchangeUnavailableException) as raised:
         await rig.broker.fetch_balances()
+    rig.fake.clear_faults()
     await buy(rig, 0.1)
 
     texts = [caplog.text, str(raised.value), *(str(e) for e in rig.recorder.errors)]
