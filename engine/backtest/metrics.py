@@ -79,8 +79,16 @@ class PerformanceMetrics:
     days: float
     trading_days: int
 
+    @property
+    def max_drawdown_duration(self) -> int:
+        """The seed's name for the longest drawdown, in bars (``max_drawdown_duration_bars``)."""
+        return self.max_drawdown_duration_bars
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, plus ``max_drawdown_duration`` (bars) under the seed's own name."""
+        values = dataclasses.asdict(self)
+        values["max_drawdown_duration"] = self.max_drawdown_duration_bars
+        return values
 
 
 def daily_returns(time_ms: npt.ArrayLike, equity: npt.ArrayLike, initial_capital: float) -> FloatArray:

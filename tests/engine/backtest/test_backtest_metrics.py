@@ -122,3 +122,18 @@ def test_drawdown_ratio_stays_in_0_1(values: list[float]) -> None:
 
 def test_days_per_year_is_365() -> None:
     assert DAYS_PER_YEAR == 365
+
+
+SEED_METRIC_NAMES = (
+    "total_trades", "winning_trades", "losing_trades", "win_rate", "profit_factor", "sharpe_ratio", "sortino_ratio",
+    "max_drawdown", "max_drawdown_duration", "recovery_factor", "total_return", "annual_return", "calmar_ratio",
+    "expectancy", "exposure", "max_consecutive_losses",
+)
+
+
+def test_the_result_carries_every_seed_metric_under_the_seeds_own_name() -> None:
+    equity = np.array([10_000, 11_000, 9_900, 10_500, 11_000, 11_500], dtype=float)
+    times = START_MS + (np.arange(6) + 1) * HOUR_MS
+    values = compute_metrics(times, equity, 10_000.0, [_trade(5.0)], HOUR_MS).to_dict()
+    assert set(SEED_METRIC_NAMES) <= set(values)
+    assert values["max_drawdown_duration"] == values["max_drawdown_duration_bars"] == 2, "in bars"
