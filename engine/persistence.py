@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from engine.decision import DecisionCore
@@ -29,7 +29,30 @@ BREAKER_EVENT_KINDS = frozenset(
      "EmergencyExitStarted", "EmergencyExitCompleted", "EmergencyExitCleared"}
 )
 
+STORE_DEGRADED_AFTER_FAILURES = 3
+"""Consecutive failed writes after which the recorder reports the store as degraded (once per streak)."""
+
+# Events after which the decision core's state (limits, latches, trading state) is saved at once.
+CORE_STATE_EVENT_KINDS = frozenset(
+    {"TradingStateChanged", "RiskLimitBreached", "RiskLimitWarning", "RiskLimitChanged", "RiskHaltCleared"}
+)
+
 Write = Callable[[], Awaitable[Any]]
+DegradedCallback = Callable[[int, str], None]
+"""``on_degraded(consecutive_failures, last_error_text)``; see :class:`EngineRecorder`."""
+
+
+@dataclass(slots=True)
+class QueuedWrite:
+    """What became of one queued write: ``done`` once the recorder applied or gave up on it.
+
+    ``done`` with ``error`` None = written; ``done`` with an ``error`` = failed; not ``done`` = never
+    attempted (still queued, or the writer was cancelled first).
+    """
+
+    what: str
+    done: bool = False
+    error: Exception | None = None
 
 
 def portfolio_to_state(portfolio: Portfolio) -> dict[str, Any]:
@@ -43,6 +66,7 @@ def portfolio_to_state(portfolio: Portfolio) -> dict[str, Any]:
         "realized_pnl": portfolio.realized_pnl,
         "fees_paid": portfolio.fees_paid,
         "positions": positions,
+        "dust": dict(portfolio.dust),
     }
 
 
@@ -50,6 +74,7 @@ def restore_portfolio(portfolio: Portfolio, state: dict[str, Any]) -> None:
     portfolio.cash = float(state["cash"])
     portfolio.realized_pnl = float(state.get("realized_pnl", 0.0))
     portfolio.fees_paid = float(state.get("fees_paid", 0.0))
+    portfolio.dust = {symbol: float(quantity) for symbol, quantity in (state.get("dust") or {}).items()}
     portfolio.positions.clear()
     for row in state.get("positions", []):
         position = OpenPosition(**{**row, "side": PositionSide(row["side"])})
@@ -57,25 +82,55 @@ def restore_portfolio(portfolio: Portfolio, state: dict[str, Any]) -> None:
 
 
 class EngineRecorder:
-    """Applies queued writes in order on one task; see the module docstring."""
+    """Applies queued writes in order on one task; see the module docstring.
 
-    def __init__(self, store: Store, core: DecisionCore) -> None:
+    A failed write never stops the trading loop: it is logged and counted (``failures``, the total;
+    ``consecutive_failures``, reset by every successful write). When ``consecutive_failures`` reaches
+    ``STORE_DEGRADED_AFTER_FAILURES`` the optional ``on_degraded(consecutive_failures, last_error)`` is
+    called, once per streak: again only after a success has reset the count.
+    """
+
+    def __init__(self, store: Store, core: DecisionCore, *, on_degraded: DegradedCallback | None = None) -> None:
         self.store = store
         self.core = core
-        self._queue: asyncio.Queue[Write] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Write, QueuedWrite]] = asyncio.Queue()
+        self._on_degraded = on_degraded
         self.failures = 0
+        self.consecutive_failures = 0
 
-    def enqueue(self, write: Write) -> None:
-        self._queue.put_nowait(write)
+    def enqueue(self, write: Write, what: str = "store write") -> QueuedWrite:
+        """Queue ``write``; the returned record tells later whether it was written (see QueuedWrite)."""
+        outcome = QueuedWrite(what)
+        self._queue.put_nowait((write, outcome))
+        return outcome
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued and not yet attempted."""
+        return self._queue.qsize()
+
+    async def _apply(self, write: Write, outcome: QueuedWrite) -> None:
+        try:
+            await write()
+        except Exception as error:  # a failed write must not stop the trading loop; it is logged loudly
+            outcome.done, outcome.error = True, error
+            self.failures += 1
+            self.consecutive_failures += 1
+            log.exception("store write failed: %s (%d in a row)", outcome.what, self.consecutive_failures)
+            if self.consecutive_failures == STORE_DEGRADED_AFTER_FAILURES and self._on_degraded is not None:
+                try:
+                    self._on_degraded(self.consecutive_failures, str(error) or type(error).__name__)
+                except Exception:
+                    log.exception("store degraded callback failed")
+        else:
+            outcome.done = True
+            self.consecutive_failures = 0
 
     async def run(self) -> None:
         while True:
-            write = await self._queue.get()
+            write, outcome = await self._queue.get()
             try:
-                await write()
-            except Exception:  # a failed write must not stop the trading loop; it is logged loudly
-                self.failures += 1
-                log.exception("store write failed")
+                await self._apply(write, outcome)
             finally:
                 self._queue.task_done()
 
@@ -86,12 +141,11 @@ class EngineRecorder:
     async def drain_now(self) -> None:
         """Apply every queued write on the caller's task (shutdown, when the writer is gone)."""
         while not self._queue.empty():
-            write = self._queue.get_nowait()
+            write, outcome = self._queue.get_nowait()
             try:
-                await write()
-            except Exception:
-                log.exception("store write failed")
-            self._queue.task_done()
+                await self._apply(write, outcome)  # failures are counted as on the writer task
+            finally:
+                self._queue.task_done()
 
     # --------------------------------------------------------------------------------------- events
     def on_event(self, event: Event) -> None:
@@ -100,12 +154,12 @@ class EngineRecorder:
             state = self.core.breaker.to_state()
             detail = state["breakers"].get(name) or {"emergency": state["emergency"]}
             time_ms = event.time_ms
-            self.enqueue(lambda: self.store.record_breaker_transition(name, detail, event.kind, time_ms=time_ms))
-        if event.kind in BREAKER_EVENT_KINDS or event.kind in ("TradingStateChanged", "LossLimitBreached",
-                                                               "RiskLimitChanged", "LossLimitWarning"):
+            self.enqueue(lambda: self.store.record_breaker_transition(name, detail, event.kind, time_ms=time_ms),
+                         f"{event.kind} transition of {name}")
+        if event.kind in BREAKER_EVENT_KINDS or event.kind in CORE_STATE_EVENT_KINDS:
             self.save_core_state(event.time_ms)
 
-    def save_core_state(self, time_ms: int) -> None:
+    def save_core_state(self, time_ms: int) -> QueuedWrite:
         state = self.core.to_state()
         trading_state = self.core.trading_state.value
 
@@ -114,9 +168,9 @@ class EngineRecorder:
                 await self.store.set_state(CORE_STATE_KEY, state, time_ms=time_ms)
                 await self.store.set_state(TRADING_STATE_KEY, trading_state, time_ms=time_ms)
 
-        self.enqueue(write)
+        return self.enqueue(write, "decision core state (breakers, limits, trading state)")
 
-    def save_portfolio(self, portfolio: Portfolio, time_ms: int) -> None:
+    def save_portfolio(self, portfolio: Portfolio, time_ms: int) -> QueuedWrite:
         state = portfolio_to_state(portfolio)
         positions = [p.to_position() for p in portfolio.positions.values()]
 
@@ -129,10 +183,10 @@ class EngineRecorder:
                 for symbol in stored - {p.symbol for p in positions}:
                     await self.store.delete_position(symbol)
 
-        self.enqueue(write)
+        return self.enqueue(write, "portfolio (cash, positions)")
 
     def record_equity(self, point: EquityPoint) -> None:
-        self.enqueue(lambda: self.store.append_equity(point))
+        self.enqueue(lambda: self.store.append_equity(point), "equity point")
 
     def record_paper_fills(self, fills: list[Fill], trades: list[ClosedTrade], portfolio: Portfolio) -> None:
         """Simulated fills as filled market orders, their trades, then the account (one transaction)."""
@@ -151,5 +205,5 @@ class EngineRecorder:
                 for trade in trades:
                     await self.store.record_trade(trade)
 
-        self.enqueue(write)
+        self.enqueue(write, "paper fills and trades")
         self.save_portfolio(portfolio, max([f.time_ms for f in fills] + [t.exit_ms for t in trades]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable
@@ -24,6 +25,8 @@ from engine.errors import StoreException
 from engine.store.migrations import MIGRATIONS, apply_migrations, read_schema_version
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5_000
 
@@ -50,6 +53,28 @@ def to_json(value: Any) -> str:
 
 def from_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _roll_back(raw: sqlite3.Connection) -> None:
+    """Ends a transaction the failed or cancelled block may have left open (runs on the DB thread)."""
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
+
+
+def _rolling_back_to(savepoint: str) -> Callable[[sqlite3.Connection], None]:
+    def undo(raw: sqlite3.Connection) -> None:
+        """Undoes and drops ``savepoint`` if it exists (runs on the DB thread)."""
+        if not raw.in_transaction:
+            return
+        try:
+            raw.execute(f"ROLLBACK TO {savepoint}")
+        except sqlite3.OperationalError as error:
+            if "no such savepoint" in str(error):
+                return  # SAVEPOINT never ran or RELEASE already did: nothing of this block to undo alone
+            raise
+        raw.execute(f"RELEASE {savepoint}")
+
+    return undo
 
 
 StoreT = TypeVar("StoreT", bound="StoreBase")
@@ -168,9 +193,14 @@ class StoreBase:
         so a store method that opens its own transaction can be called inside a caller's transaction.
         Other tasks' reads and writes on this store wait until the transaction ends.
 
+        Cancellation-safe: a task cancelled anywhere in here (awaiting the lock, ``BEGIN``, a statement or
+        ``COMMIT``) leaves no transaction open and releases the lock; see :meth:`_settle`.
+
         Raises:
-            StoreException: SQLite failed (the message names the file); the transaction is rolled back.
+            StoreException: SQLite failed or the store is closed (the message names the file); the
+                transaction is rolled back.
         """
+        self._check_open()
         task = asyncio.current_task()
         if task is not None and self._owner is task:
             if self._depth == 0:
@@ -190,23 +220,17 @@ class StoreBase:
 
     @asynccontextmanager
     async def _top_level_transaction(self) -> AsyncIterator[None]:
-        await self._conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
-            yield
-        except BaseException as error:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
-                raise self._wrapped(error) from error
-            raise
-        else:
             try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                yield
                 await self._conn.execute("COMMIT")
-            except sqlite3.Error as error:
-                if self._conn.in_transaction:
-                    await self._conn.execute("ROLLBACK")
-                raise self._wrapped(error) from error
+            except BaseException as error:  # CancelledError too: never leave the transaction open
+                await self._settle(_roll_back, error)
+                if isinstance(error, sqlite3.Error):
+                    raise self._wrapped(error) from error
+                raise
         finally:
             self._depth = 0
 
@@ -214,36 +238,75 @@ class StoreBase:
     async def _savepoint(self) -> AsyncIterator[None]:
         savepoint = f"sp{self._depth}"
         self._depth += 1
-        await self._conn.execute(f"SAVEPOINT {savepoint}")
         try:
-            yield
-        except BaseException as error:
-            if self._conn.in_transaction:
-                await self._conn.execute(f"ROLLBACK TO {savepoint}")
+            try:
+                await self._conn.execute(f"SAVEPOINT {savepoint}")
+                yield
                 await self._conn.execute(f"RELEASE {savepoint}")
-            if isinstance(error, sqlite3.Error):
-                raise self._wrapped(error) from error
-            raise
-        else:
-            await self._conn.execute(f"RELEASE {savepoint}")
+            except BaseException as error:  # the enclosing transaction rolls back the rest on cancellation
+                await self._settle(_rolling_back_to(savepoint), error)
+                if isinstance(error, sqlite3.Error):
+                    raise self._wrapped(error) from error
+                raise
         finally:
             self._depth -= 1
+
+    async def _settle(self, undo: Callable[[sqlite3.Connection], None], cause: BaseException) -> None:
+        """Runs ``undo`` on the connection's thread after every statement already queued there.
+
+        A cancelled ``await conn.execute(...)`` does not withdraw the statement: aiosqlite's thread may
+        still run it later, so ``conn.in_transaction`` read from the event loop right after the
+        cancellation can be stale. ``undo`` is queued behind it (the thread runs its queue in order) and
+        checks the transaction state itself. It is awaited to the end even if this task is cancelled
+        again meanwhile (``asyncio.wait`` never cancels what it waits for, like ``asyncio.shield``; the
+        lock stays held until the transaction is really closed); such a second cancellation is re-raised
+        afterwards. A failing ``undo`` is logged; ``cause`` stays the error the caller re-raises.
+        """
+        pending = asyncio.ensure_future(self._in_db_thread(undo))
+        cancelled_again = False
+        while not pending.done():
+            try:
+                await asyncio.wait((pending,))
+            except asyncio.CancelledError:
+                cancelled_again = True
+        if pending.cancelled():
+            log.error("%s: rollback after %s was cancelled; the connection may be left in a transaction",
+                      self._path, type(cause).__name__)
+        elif pending.exception() is not None:
+            log.error("%s: rollback after %s failed", self._path, type(cause).__name__,
+                      exc_info=pending.exception())
+        if cancelled_again and not isinstance(cause, asyncio.CancelledError):
+            raise asyncio.CancelledError
 
     def _wrapped(self, error: sqlite3.Error) -> StoreException:
         """SQLite failures surface as StoreException naming the file."""
         return StoreException(f"{self._path}: {type(error).__name__}: {error}")
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreException(f"{self._path}: the store is closed")
+
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[None]:
-        """Waits for another task's open transaction so reads see committed data only."""
+        """Waits for another task's open transaction so reads see committed data only.
+
+        Raises:
+            StoreException: SQLite failed or the store is closed (the message names the file).
+        """
+        self._check_open()
         task = asyncio.current_task()
         if task is not None and self._owner is task:
-            yield
+            try:
+                yield
+            except sqlite3.Error as error:
+                raise self._wrapped(error) from error
             return
         async with self._lock:
             self._owner = task
             try:
                 yield
+            except sqlite3.Error as error:
+                raise self._wrapped(error) from error
             finally:
                 self._owner = None
 
@@ -257,11 +320,36 @@ class StoreBase:
 
     async def _execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Runs one write in its own transaction (or the caller's); returns the last inserted rowid."""
-        async with self.transaction():
-            cursor = await self._conn.execute(sql, tuple(params))
-            rowid = cursor.lastrowid
-            await cursor.close()
+        rowid, _ = await self._write(sql, params)
         return int(rowid or 0)
+
+    async def _execute_rowcount(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Runs one write in its own transaction (or the caller's); returns how many rows it changed."""
+        _, rowcount = await self._write(sql, params)
+        return rowcount
+
+    async def _executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Runs one statement per row of ``rows`` (consumed lazily on the DB thread) in one transaction."""
+
+        def run(raw: sqlite3.Connection) -> None:
+            raw.executemany(sql, rows).close()
+
+        async with self.transaction():
+            await self._in_db_thread(run)
+
+    async def _write(self, sql: str, params: Iterable[Any]) -> tuple[int | None, int]:
+        """One statement in one trip to the DB thread: ``(lastrowid, rowcount)``."""
+        args = tuple(params)
+
+        def run(raw: sqlite3.Connection) -> tuple[int | None, int]:
+            cursor = raw.execute(sql, args)
+            try:
+                return cursor.lastrowid, cursor.rowcount
+            finally:
+                cursor.close()
+
+        async with self.transaction():
+            return await self._in_db_thread(run)
 
     async def _in_db_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Runs ``fn(raw_connection)`` on the connection's own thread.

@@ -83,8 +83,7 @@ class CandleStoreMixin(StoreBase):
             candles.volume.tolist(),
             strict=False,
         )
-        async with self.transaction():
-            await self._conn.executemany(_UPSERT_CANDLE_SQL, rows)
+        await self._executemany(_UPSERT_CANDLE_SQL, rows)
         return len(candles)
 
     async def read_candles(
@@ -171,13 +170,9 @@ class CandleStoreMixin(StoreBase):
 
     async def delete_candles(self, symbol: str, timeframe: str) -> int:
         """Removes one whole series; returns how many candles were deleted."""
-        async with self.transaction():
-            cursor = await self._conn.execute(
-                "DELETE FROM candles WHERE symbol = ? AND timeframe = ?", (symbol, timeframe)
-            )
-            deleted = cursor.rowcount
-            await cursor.close()
-        return int(deleted)
+        return await self._execute_rowcount(
+            "DELETE FROM candles WHERE symbol = ? AND timeframe = ?", (symbol, timeframe)
+        )
 
 
 def _sort_length(timeframe: str) -> int:

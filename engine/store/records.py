@@ -213,11 +213,10 @@ class RecordStoreMixin(StoreBase):
     ) -> int:
         """Stores (params, metrics, score) rows of one optimisation run in one transaction; returns count."""
         rows = [(run_id, to_json(dict(p)), to_json(dict(m)), s) for p, m, s in results]
-        async with self.transaction():
-            await self._conn.executemany(
-                "INSERT INTO optimization_results (run_id, params_json, metrics_json, score) VALUES (?, ?, ?, ?)",
-                rows,
-            )
+        await self._executemany(
+            "INSERT INTO optimization_results (run_id, params_json, metrics_json, score) VALUES (?, ?, ?, ?)",
+            rows,
+        )
         return len(rows)
 
     async def optimization_results(self, run_id: int, limit: int | None = None) -> list[OptimizationResult]:

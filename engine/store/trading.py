@@ -225,11 +225,7 @@ class TradingStoreMixin(StoreBase):
 
     async def delete_position(self, symbol: str) -> bool:
         """Forgets the open position of ``symbol``; returns whether there was one."""
-        async with self.transaction():
-            cursor = await self._conn.execute("DELETE FROM positions WHERE symbol = ?", (symbol,))
-            deleted = cursor.rowcount
-            await cursor.close()
-        return deleted > 0
+        return await self._execute_rowcount("DELETE FROM positions WHERE symbol = ?", (symbol,)) > 0
 
     async def open_positions(self) -> list[Position]:
         rows = await self._fetchall(f"SELECT {_POSITION_COLUMNS} FROM positions ORDER BY symbol")
