@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import Settings, load_settings
-from engine.errors import ConfigException, TradingBotException
+from engine.errors import ConfigException, EngineAlreadyRunningException, TradingBotException
 from tradebot_tui.commands import COMMAND_MODULES
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # bad arguments or bad configuration
+EXIT_ALREADY_RUNNING = 2  # another engine holds the database (nothing was started)
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -53,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             print(f"config error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except EngineAlreadyRunningException as exc:  # one line naming the holder, no traceback
+        print(exc, file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
     except TradingBotException as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -92,10 +96,22 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
 
 
 def run_console(settings: Settings, *, live: bool = False, risk_passphrase_hash: Any = None) -> int:
+    """Run the console over its own engine.
+
+    Raises:
+        EngineAlreadyRunningException: another engine holds the database: probed before Textual takes the
+            terminal, or (a race) refused by the engine's own lock at start-up, after which the app exits.
+    """
+    from engine.instance_lock import probe
+
+    probe(settings.storage.database_path)  # before the UI takes the terminal
     from tradebot_tui.app import create_app
 
     app = create_app(settings, live=live, risk_passphrase_hash=risk_passphrase_hash)
     app.run()
+    refusal = getattr(app, "engine_refusal", None)
+    if refusal is not None:
+        raise refusal
     return int(app.return_code or 0)
 
 

@@ -33,11 +33,13 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         print("error: `tradebot run` needs --headless (run `tradebot` without a command for the console)",
               file=sys.stderr)
         return 2
+    from engine.instance_lock import probe
     from engine.logs import configure_logging
     from engine.runtime import build_engine
 
     engine = build_engine(settings, live=args.live, stop_when_replay_done=args.until_replay_ends,
                           risk_passphrase_hash=getattr(args, "risk_passphrase_hash", None))
+    probe(engine.database_path)  # another engine on this database: refuse before logging or connecting
     log_path = configure_logging(settings.storage.log_dir, to_stdout=True)
     log.info("starting %s engine (%s feed) on %s; log file %s", engine.mode, settings.exchange.feed,
              ", ".join(engine.symbols), log_path)
