@@ -109,6 +109,7 @@ class CircuitBreaker:
         self._daily_loss_pct = 0.0
         self._api_errors: deque[int] = deque()
         self._emergency = EmergencyExit()
+        self._volatility_reading: tuple[float, float] | None = None  # display only: see observe_volatility
 
     @property
     def config(self) -> BreakerConfig:
@@ -208,6 +209,7 @@ class CircuitBreaker:
         """
         record = self._breakers[VOLATILITY]
         record.threshold = self._config.volatility_multiplier
+        self._volatility_reading = None  # record.value is the newest reading from here on
         if not (math.isfinite(current_volatility) and math.isfinite(normal_volatility)
                 and current_volatility >= 0.0 and normal_volatility > 0.0):
             events: list[Event] = []
@@ -218,6 +220,15 @@ class CircuitBreaker:
         tripped = reaches(ratio, record.threshold)
         reason = f"volatility {ratio:.2f}x normal (limit {record.threshold:g}x)"
         return self._observe(record, tripped, reason, now_ms, confirms=True)
+
+    def observe_volatility(self, current_volatility: float, normal_volatility: float) -> None:
+        """Record a calm bar's reading for display only: no transition, no effect on any decision.
+
+        The decision path feeds :meth:`check_volatility_circuit` only on alarm bars or while the breaker is
+        not closed; this keeps the shown ``current / normal`` value current on every other bar. The ratio is
+        computed only when a status is asked for, and the reading is not part of :meth:`to_state`.
+        """
+        self._volatility_reading = (current_volatility, normal_volatility)
 
     # ------------------------------------------------------------------------------------------ loss
     def check_loss_circuit(self, consecutive_losses: int, daily_loss_pct: float, now_ms: int) -> BreakerUpdate:
@@ -250,11 +261,15 @@ class CircuitBreaker:
             self._consecutive_losses = 0  # the trip consumes the streak (see module docstring)
         return update
 
-    def record_trade_result(self, pnl: float, now_ms: int) -> BreakerUpdate:
+    def record_trade_result(self, pnl: float, now_ms: int, daily_loss_pct: float | None = None) -> BreakerUpdate:
         """Count a closed trade's net P&L (quote currency) into the losing streak, then re-check.
 
         In half-open, a win closes the loss breaker and a loss re-opens it; a breakeven changes nothing.
+        ``daily_loss_pct`` is the account's daily loss now (the loss limits' figure, ``engine.limits``);
+        None re-checks with the last one given.
         """
+        if daily_loss_pct is not None and math.isfinite(daily_loss_pct):
+            self._daily_loss_pct = daily_loss_pct
         record = self._breakers[LOSS]
         is_loss, is_win = pnl < -PNL_EPS, pnl > PNL_EPS
         if is_loss:
@@ -295,6 +310,21 @@ class CircuitBreaker:
             event = self._trip(record, "API error while half-open", now_ms)
             return BreakerUpdate(self._status(record), (event,))
         return self.check_system_health(now_ms)
+
+    def trip_system(self, reason: str, now_ms: int) -> BreakerUpdate:
+        """Open the system breaker for a failure outside the API error count (e.g. the store failing writes).
+
+        A closed or half-open breaker trips (``BreakerTripped``); an open one keeps its state, takes the new
+        reason and restarts its wait for normal readings (no event). Recovery then follows the usual rules.
+        """
+        record = self._record(SYSTEM)
+        if record.state is CircuitState.OPEN:
+            record.reason = reason
+            record.normal_since_ms = None
+            record.resume_after_ms = None
+            return BreakerUpdate(self._status(record))
+        event = self._trip(record, reason, now_ms)
+        return BreakerUpdate(self._status(record), (event,))
 
     def record_api_success(self, now_ms: int) -> BreakerUpdate:
         """Count one successful call; ``HALF_OPEN_CONFIRMATIONS`` of them close a half-open breaker."""
@@ -340,8 +370,14 @@ class CircuitBreaker:
         return self.allows_entry(now_ms).allowed
 
     def _status(self, record: _Breaker) -> BreakerStatus:
+        value = record.value
+        reading = self._volatility_reading if record.name == VOLATILITY else None
+        if reading is not None:
+            current, normal = reading
+            if math.isfinite(current) and math.isfinite(normal) and current >= 0.0 and normal > 0.0:
+                value = current / normal
         return BreakerStatus(
-            record.name, record.state, record.value, record.threshold, record.reason, record.since_ms,
+            record.name, record.state, value, record.threshold, record.reason, record.since_ms,
             record.resume_after_ms, self.is_latching(record.name),
         )
 
@@ -349,7 +385,10 @@ class CircuitBreaker:
         return self._status(self._record(name))
 
     def statuses(self) -> tuple[BreakerStatus, ...]:
-        """Every breaker as the console shows it (value, threshold, distance to trip, state)."""
+        """Every breaker as the console shows it (value, threshold, distance to trip, state).
+
+        The emergency-exit latch and the loss-limit halt are shown beside them: ``engine.latches``.
+        """
         return tuple(self._status(record) for record in self._breakers.values())
 
     def _record(self, name: str) -> _Breaker:

@@ -138,6 +138,19 @@ class MtfConfig(_Section):
         return [_validate_timeframe(tf) for tf in timeframes]
 
 
+class DataConfig(_Section):
+    """Checks on live candles (``engine.data.live_validation``): bad ones are quarantined, silence is STALE."""
+
+    outlier_atr_multiple: float = Field(
+        default=75.0, gt=1, le=100_000,
+        description="a live bar whose range or close jump exceeds this many recent ATRs is quarantined",
+    )
+    stale_after_bars: float = Field(
+        default=1.5, gt=1, le=100,
+        description="a symbol without a new closed candle for this many bar lengths is STALE",
+    )
+
+
 class TelegramConfig(_Section):
     """Alerts and remote control. Without a token Telegram is off."""
 
@@ -178,6 +191,7 @@ class Settings(BaseSettings):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     mtf: MtfConfig = Field(default_factory=MtfConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ui: UiConfig = Field(default_factory=UiConfig)

@@ -50,6 +50,18 @@ class StoreException(TradingBotException):
     """The SQLite store could not be opened, migrated or written."""
 
 
+class EngineAlreadyRunningException(TradingBotException):
+    """Another engine holds this database's lock (:mod:`engine.instance_lock`); the message is one line naming it.
+
+    Attributes:
+        pid: the holder's process id, or None when its lock file could not be read.
+    """
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+
 class ExecutionException(TradingBotException):
     """An order could not be placed, queried or cancelled."""
 
@@ -78,6 +90,20 @@ class ExchangeUnavailableException(ExchangeCallException):
     """Network errors, timeouts or throttling outlasted every retry; the outcome may be unknown."""
 
 
+class OrderOutcomeUnknownException(ExchangeUnavailableException):
+    """An order was sent but whether the exchange placed it is still unknown after the lookup window.
+
+    The order must stay in the unknown state and be looked up again; it must never be re-sent blind.
+
+    Attributes:
+        client_order_id: the order's client id, to look it up by.
+    """
+
+    def __init__(self, operation: str, reason: str, client_order_id: str, attempts: int = 1) -> None:
+        super().__init__(operation, reason, attempts)
+        self.client_order_id = client_order_id
+
+
 class OrderRejectedException(ExchangeCallException):
     """The exchange refused the order (filters, invalid parameters); retrying cannot help."""
 
@@ -96,3 +122,17 @@ class OrderNotFoundException(ExchangeCallException):
 
 class ExchangeAuthException(ExchangeCallException):
     """API key rejected, lacks a permission, or the account may not trade."""
+
+
+class EngineFailedException(TradingBotException):
+    """One of the running engine's own tasks failed; the engine shut down after a critical ``EngineFailed`` alert.
+
+    Attributes:
+        task: the failed task's name (``commands``, ``snapshots``, ``store writer``, ``system health``, ``feed``).
+        error: ``"<ExceptionType>: <text>"`` on one line, secrets masked.
+    """
+
+    def __init__(self, task: str, error: str) -> None:
+        self.task = task
+        self.error = error
+        super().__init__(f"engine stopped: its {task} task failed: {error}")

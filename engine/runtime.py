@@ -15,7 +15,6 @@ that follows the candles; live runs on the wall clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -31,16 +30,19 @@ from engine.config import Settings
 from engine.data.live_feed import ClosedCandle
 from engine.data.replay_feed import DEFAULT_WARMUP_BARS
 from engine.decision import Decision, DecisionCore
-from engine.errors import ConfigException
+from engine.errors import ConfigException, EngineAlreadyRunningException, EngineFailedException
 from engine.execution.broker import Broker
 from engine.health import DEFAULT_HEALTH_INTERVAL_S, SystemHealthMonitor
+from engine.instance_lock import EngineLock
 from engine.models import Candles, EquityPoint, Event
 from engine.persistence import EngineRecorder
 from engine.portfolio import Portfolio
-from engine.remote_control import build_risk_gate, start_notifier, stop_notifier
-from engine.snapshot import EngineSnapshot, SymbolView
+from engine.remote_control import build_risk_gate, start_notifier
+from engine.snapshot import EngineSnapshot, FeedStatus, SymbolView
+from engine.snapshot_builder import build_engine_snapshot
 from engine.strategy import Strategy, StrategyParams
 from engine.symbol_state import DEFAULT_HISTORY_BARS, SymbolHistory, symbol_view
+from engine.worker_guard import WorkerGuard, settings_secrets, wait_for_failure, wait_for_notifier
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ class CandleSource(Protocol):
 class TradingEngine:
     """The running bot; implements :class:`engine.bus.EngineHandle`.
 
-    Build it with :func:`build_engine`; run it with ``await engine.run()`` (returns after :meth:`stop`).
+    Build it with :func:`build_engine`; run it with ``await engine.run()`` (returns after :meth:`stop`;
+    raises EngineFailedException after an engine task failed; a failing symbol is isolated, engine.worker_guard).
 
     Attributes:
         bus: subscribe here for events (all delivered) and snapshots (newest only).
@@ -138,9 +141,11 @@ class TradingEngine:
         self.histories = {s: SymbolHistory(s, self.timeframe, history_bars) for s in self.symbols}
         self.views: dict[str, SymbolView] = {s: SymbolView(s) for s in self.symbols}
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.guard = WorkerGuard(self.emit, self.clock.now_ms, settings_secrets(settings))  # failing tasks
         self.candles_processed = 0
         self.engine_state = "starting"
         self.feed_healthy = True
+        self.feed_status: tuple[FeedStatus, ...] = ()  # per symbol, set by the live feed (engine.startup)
         self.replay_done = asyncio.Event()
         self.started = asyncio.Event()
         self.repairs: list[str] = []
@@ -148,16 +153,17 @@ class TradingEngine:
         self.recorder: EngineRecorder | None = None
         self.store: Any = None
         self.feed: Any = None
+        self.instance_lock: EngineLock | None = None  # one engine per database (engine.startup takes it)
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._queues: dict[str, asyncio.Queue[tuple[ClosedCandle, int]]] = {s: asyncio.Queue() for s in self.symbols}
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
-        self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
-        self._equity_history: deque[float] = deque(maxlen=EQUITY_HISTORY_POINTS)
+        self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.equity_history: deque[float] = deque(maxlen=EQUITY_HISTORY_POINTS)
         self._last_equity_ms = -1
-        self._max_drawdown_pct = 0.0
-        self._day_key: int | None = None
-        self._realized_at_day_start = 0.0
+        self.max_drawdown_pct = 0.0
+        self.snapshot_day_key: int | None = None
+        self.realized_at_day_start = 0.0
         self._handler: CommandHandler | None = None
         self._snapshot: EngineSnapshot | None = None
         self._command_idle = asyncio.Event()
@@ -188,7 +194,7 @@ class TradingEngine:
     # ------------------------------------------------------------------------------------ events
     def emit(self, event: Event) -> None:
         """Publish one event: recent list, store (breakers, state), bus. Never blocks."""
-        self._recent.append(event)
+        self.recent_events.append(event)
         if self.recorder is not None:
             self.recorder.on_event(event)
         log.log(logging.WARNING if event.severity != "info" else logging.INFO, "%s: %s", event.kind, event.message)
@@ -205,6 +211,7 @@ class TradingEngine:
         from engine.startup import open_resources
 
         tasks: list[asyncio.Task[Any]] = []
+        failure: EngineFailedException | None = None
         try:
             await open_resources(self)
             assert self.recorder is not None and self.execution is not None
@@ -217,7 +224,7 @@ class TradingEngine:
             self.notifier = await start_notifier(self)  # before the first publish; never raises
             self.engine_state = "running"
             self.started.set()
-            self._publish_snapshot()
+            self.publish_snapshot()
             tasks = [
                 asyncio.create_task(self.recorder.run(), name="store writer"),
                 asyncio.create_task(self._snapshot_loop(), name="snapshots"),
@@ -227,54 +234,29 @@ class TradingEngine:
             ]
             feed_task = asyncio.create_task(self._run_feed(), name="feed")
             tasks.append(feed_task)
-            stop_wait = asyncio.create_task(self._stop.wait(), name="stop")
-            critical = [t for t in tasks if t is not feed_task]
-            done, _ = await asyncio.wait([stop_wait, *critical], return_when=asyncio.FIRST_COMPLETED)
-            stop_wait.cancel()
-            for task in done:
-                if task is not stop_wait and not task.cancelled() and task.exception() is not None:
-                    self.engine_state = "error"
-                    log.error("engine task %s failed", task.get_name(), exc_info=task.exception())
+            failed = await wait_for_failure(self._stop, tasks[:-1], feed_task)
+            if failed is not None:  # a critical alert, a clean shutdown, then EngineFailedException
+                failure, self.engine_state = self.guard.engine_failed(failed), "error"
+                self.pause_candles()  # no new decisions while the alert goes out
+                await wait_for_notifier(self.notifier)
+        except EngineAlreadyRunningException as exc:  # refused at start-up: one line, no traceback
+            self.engine_state = "error"
+            log.error("%s", exc)
+            raise
         except Exception:
             self.engine_state = "error"
             log.exception("engine failed to start")
             raise
         finally:
             await self._shutdown(tasks)
+        if failure is not None:
+            raise failure
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
-        if self.engine_state != "error":
-            self.engine_state = "stopping"
-        self._publish_snapshot()
-        # Stop producers first; the store writer finishes what is queued (a write cut off by cancellation
-        # would leave its transaction open).
-        writer = tasks[0] if tasks else None
-        others = tasks[1:]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
-        if self.recorder is not None:
-            self.recorder.save_core_state(self.clock.now_ms())
-            self.recorder.save_portfolio(self.portfolio, self.clock.now_ms())
-            if writer is not None and not writer.done():
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.recorder.flush(), 30)
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
-            else:
-                with contextlib.suppress(Exception):
-                    await self.recorder.drain_now()
-        if self.execution is not None:
-            with contextlib.suppress(Exception):
-                await self.execution.close()
-        await stop_notifier(self)  # queued events reach the outbox while the store is open
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.close()
-        if self.engine_state != "error":
-            self.engine_state = "stopped"
-        self._publish_snapshot()
-        log.info("engine %s", self.engine_state)
+        """Stop every task, save the final state, close everything (see :func:`engine.shutdown.shutdown_engine`)."""
+        from engine.shutdown import shutdown_engine
+
+        await shutdown_engine(self, tasks)
 
     def _health_monitor(self) -> SystemHealthMonitor:
         """The system breaker ages its errors on the clock and, live, the exchange is probed between candles."""
@@ -304,14 +286,8 @@ class TradingEngine:
 
     # ----------------------------------------------------------------------------------- candles
     async def _symbol_worker(self, symbol: str) -> None:
-        queue = self._queues[symbol]
-        while True:
-            candle, received_ns = await queue.get()
-            try:
-                await self._candles_allowed.wait()
-                await self.process_candle(candle, received_ns)
-            finally:
-                queue.task_done()
+        """A candle that raises isolates this symbol only (see :mod:`engine.worker_guard`)."""
+        await self.guard.run_worker(symbol, self._queues[symbol], self._candles_allowed, self.process_candle)
 
     async def process_candle(self, candle: ClosedCandle, received_ns: int | None = None) -> bool:
         """Run one closed candle through the decision path; False if it was not newer than the history."""
@@ -341,7 +317,7 @@ class TradingEngine:
         if now_ms > self._last_equity_ms:
             self._last_equity_ms = now_ms
             equity = self.portfolio.equity()
-            self._equity_history.append(equity)
+            self.equity_history.append(equity)
             self.recorder.record_equity(EquityPoint(now_ms, equity, self.portfolio.cash,
                                                     self.portfolio.unrealized_pnl()))
         self._dirty.set()
@@ -361,6 +337,9 @@ class TradingEngine:
 
     # ---------------------------------------------------------------------------------- commands
     async def _command_loop(self) -> None:
+        assert self._handler is not None
+        if self._handler.state_store is None:  # accepted risk changes are saved in this engine's store
+            self._handler.state_store = self.store
         while True:
             command = await self._commands.get()
             try:
@@ -368,7 +347,7 @@ class TradingEngine:
                 now_ms = self.clock.now_ms()
                 await self._handler.handle(command, now_ms)
                 await self._advance_emergency_exit(now_ms)
-                self._publish_snapshot()
+                self.publish_snapshot()
             except Exception:
                 log.exception("command %s failed", type(command).__name__)
                 self.emit(Event("CommandFailed", self.clock.now_ms(), f"{type(command).__name__} failed; see log",
@@ -395,50 +374,16 @@ class TradingEngine:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self._publish_snapshot()
+            self.publish_snapshot()
             await asyncio.sleep(self._snapshot_interval_s)
 
-    def _publish_snapshot(self) -> None:
+    def publish_snapshot(self) -> None:
         self._snapshot = self.build_snapshot()
         self.bus.publish_snapshot(self._snapshot)
 
     def build_snapshot(self) -> EngineSnapshot:
         """An immutable view of the engine now (see :class:`engine.snapshot.EngineSnapshot`)."""
-        now_ms = self.clock.now_ms()
-        portfolio = self.portfolio
-        equity = portfolio.equity()
-        check = self.core.last_limit_check
-        peak = max(check.peak_equity, equity) if check is not None else equity
-        drawdown = (peak - equity) / peak * 100.0 if peak > 0 else 0.0
-        self._max_drawdown_pct = max(self._max_drawdown_pct, drawdown)
-        day_key = self.core.limits.trading_day_key(now_ms)
-        if day_key != self._day_key:
-            self._day_key, self._realized_at_day_start = day_key, portfolio.realized_pnl
-        risk = self.core.risk.config
-        return EngineSnapshot(
-            time_ms=now_ms,
-            mode=self.mode,
-            exchange=self.settings.exchange.name,
-            trading_state=self.core.trading_state,
-            feed_healthy=self.feed_healthy,
-            equity=equity,
-            cash=portfolio.cash,
-            realized_pnl_today=portfolio.realized_pnl - self._realized_at_day_start,
-            unrealized_pnl=portfolio.unrealized_pnl(),
-            peak_equity=peak,
-            drawdown_pct=drawdown,
-            max_drawdown_pct=self._max_drawdown_pct,
-            daily_loss_pct=check.daily_loss_pct if check is not None else 0.0,
-            max_drawdown_limit_pct=risk.max_drawdown_percent,
-            daily_loss_limit_pct=risk.max_daily_loss_percent,
-            positions=tuple(p.to_position() for _, p in sorted(portfolio.positions.items())),
-            breakers=self.core.breaker.statuses(),
-            symbols=tuple(self.views[s] for s in self.symbols),
-            equity_history=tuple(self._equity_history),
-            recent_events=tuple(self._recent),
-            engine_state=self.engine_state,
-        )
-
+        return build_engine_snapshot(self)
 
 def build_engine(settings: Settings, *, live: bool = False, **options: Any) -> TradingEngine:
     """The engine the console, ``tradebot run --headless`` and the tests run.

@@ -22,6 +22,26 @@ class SymbolView:
     confluence_multiplier: float = 0.0
 
 
+FEED_OK, FEED_DEGRADED, FEED_STALE = "OK", "DEGRADED", "STALE"
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """How one symbol's live candles are doing (``engine.data.live_validation.FeedHealth``).
+
+    Attributes:
+        state: ``"OK"``; ``"DEGRADED"`` (the last candle was quarantined: not traded on); ``"STALE"`` (no new
+            closed candle for ``data.stale_after_bars`` bars: no entries until one arrives).
+        reason: why, for DEGRADED and STALE (the candle's time and the rule it broke; the last candle seen).
+        since_ms: when the symbol entered this state (UTC ms), None while OK from the start.
+    """
+
+    symbol: str
+    state: str = FEED_OK
+    reason: str = ""
+    since_ms: int | None = None
+
+
 @dataclass(frozen=True)
 class EngineSnapshot:
     """Everything the console shows, as of ``time_ms`` (UTC ms)."""
@@ -47,6 +67,8 @@ class EngineSnapshot:
     equity_history: tuple[float, ...] = ()
     recent_events: tuple[Event, ...] = field(default=())
     engine_state: str = "running"  # starting | running | stopping | stopped | error
+    failed_symbols: tuple[str, ...] = ()  # symbols whose worker failed: they no longer trade (engine.worker_guard)
+    feed_status: tuple[FeedStatus, ...] = ()  # per symbol, live feed only; feed_healthy = every one OK
 
     @property
     def total_pnl(self) -> float:

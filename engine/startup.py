@@ -8,21 +8,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.data.live_feed import CcxtCandleFeed, ClosedCandle
+from engine.data.live_history import load_live_history
+from engine.data.live_validation import CandleValidator, FeedHealth
 from engine.data.replay_feed import ReplayFeed, load_replay_series
-from engine.errors import ExchangeCallException
+from engine.errors import ExchangeCallException, ExchangeUnavailableException
+from engine.execution.order_resolution import ResolutionPolicy
 from engine.execution.paper_broker import PaperExecution
-from engine.execution.retry import RetryPolicy, call_with_retry
+from engine.execution.retry import RetryPolicy
 from engine.fills import FillModel
-from engine.models import Candles
+from engine.instance_lock import LOCK_STATE_KEY, EngineLock
+from engine.models import Candles, Event
 from engine.persistence import ENGINE_INFO_KEY, EngineRecorder
 from engine.recovery import restore_engine_state
+from engine.snapshot import FEED_OK, FEED_STALE
 from engine.store import Store
+from engine.symbol_state import SymbolHistory
 from engine.timeframes import parse_timeframe
+from engine.warmup import WarmupPlan, derive_warmup
 
 if TYPE_CHECKING:
     from engine.runtime import TradingEngine
@@ -38,7 +46,16 @@ def retry_policy(engine: TradingEngine) -> RetryPolicy:
 
 
 class LiveFeedRunner:
-    """Runs a :class:`CcxtCandleFeed` poll loop and reports its health to the engine."""
+    """Runs a :class:`CcxtCandleFeed` poll loop, stores its candles and reports its health to the engine.
+
+    Every ``min_poll_s`` it polls (the feed asks the exchange only for a candle that has closed), hands each
+    good closed candle to the engine, queues it for the store, marks STALE the symbols without a new
+    candle for ``data.stale_after_bars`` bars, and publishes every status change as an event:
+    ``CandleQuarantined`` (critical, the candle was not traded on), ``FeedStale`` (critical, once per
+    episode: no candle, so no entry, on that symbol until one arrives; open positions keep their exchange
+    stops) and ``FeedRecovered`` (info). ``engine.feed_healthy`` is True while every symbol is OK and no
+    fetch is behind; ``engine.feed_status`` holds each symbol's status for the snapshot.
+    """
 
     def __init__(self, engine: TradingEngine, feed: CcxtCandleFeed, client: Any, min_poll_s: float) -> None:
         self._engine = engine
@@ -48,21 +65,64 @@ class LiveFeedRunner:
 
     async def run(self, emit: Callable[[ClosedCandle], Awaitable[None]]) -> None:
         try:
+            self._report()
             while True:
-                for candle in await self._feed.poll_once():
+                candles = await self._feed.poll_once()
+                for candle in candles:
                     await emit(candle)
-                self._engine.feed_healthy = not getattr(self._feed, "_behind", set())
-                await asyncio.sleep(max(self._min_poll_s, self._feed.seconds_until_next_poll()))
+                self._store(candles)
+                self._report()
+                # Cheap when nothing is due (no request); after a failed fetch, the feed's slower retry pace.
+                behind = bool(self._feed.behind)
+                await asyncio.sleep(max(self._min_poll_s, self._feed.seconds_until_next_poll()) if behind
+                                    else self._min_poll_s)
         finally:
             await self._client.close()
 
+    def _store(self, candles: list[ClosedCandle]) -> None:
+        engine = self._engine
+        if not candles or engine.recorder is None or engine.store is None:
+            return
+        for symbol in dict.fromkeys(c.symbol for c in candles):
+            mine = [c for c in candles if c.symbol == symbol]
+            columns = (np.array([getattr(c, k) for c in mine]) for k in ("open", "high", "low", "close", "volume"))
+            batch = Candles(symbol, mine[0].timeframe, np.array([c.open_time_ms for c in mine], dtype=np.int64),
+                            *columns)
+            engine.recorder.enqueue(partial(engine.store.upsert_candles, batch), f"{len(mine)} live {symbol} candles")
+
+    def _report(self) -> None:
+        engine, health = self._engine, self._feed.health
+        now_ms = engine.clock.now_ms()
+        health.check_stale(now_ms)
+        for before, after, quarantine in health.take_changes():
+            if quarantine is not None:
+                engine.emit(Event("CandleQuarantined", now_ms, quarantine.message, {
+                    "symbol": quarantine.symbol, "timeframe": quarantine.timeframe,
+                    "open_time_ms": quarantine.open_time_ms, "rule": quarantine.rule, "detail": quarantine.detail,
+                }, "critical"))
+            elif after.state == FEED_STALE:
+                engine.emit(Event("FeedStale", now_ms, f"{after.symbol} feed STALE: {after.reason}; no entries on "
+                                  "it until a new candle arrives", {"symbol": after.symbol, "reason": after.reason},
+                                  "critical"))
+            elif after.state == FEED_OK:
+                engine.emit(Event("FeedRecovered", now_ms, f"{after.symbol} feed OK again (was {before.state})",
+                                  {"symbol": after.symbol, "was": before.state}))
+        engine.feed_status = health.statuses()
+        engine.feed_healthy = health.all_ok and not self._feed.behind
+
 
 def _api_callbacks(engine: TradingEngine) -> tuple[Callable[[ExchangeCallException], None], Callable[[], None]]:
-    """Every failed exchange call counts toward the system breaker; successes let it recover."""
+    """Outages count toward the system breaker; successes let it recover.
+
+    Only an outage is counted (network errors, timeouts, 5xx, 429/418, garbled replies: all surface as
+    ExchangeUnavailableException). A business refusal (insufficient balance, a stop that would trigger,
+    min notional) means the exchange is up and said no: the order manager handles and reports it.
+    """
     core = engine.core
 
     def on_error(exc: ExchangeCallException) -> None:
-        engine.emit_all(core.breaker.record_api_error(engine.clock.now_ms()).events)
+        if isinstance(exc, ExchangeUnavailableException):
+            engine.emit_all(core.breaker.record_api_error(engine.clock.now_ms()).events)
 
     def on_success() -> None:
         update = core.breaker.record_api_success(engine.clock.now_ms())
@@ -72,17 +132,36 @@ def _api_callbacks(engine: TradingEngine) -> tuple[Callable[[ExchangeCallExcepti
     return on_error, on_success
 
 
-async def _fetch_history(engine: TradingEngine, client: Any, symbol: str) -> Candles:
-    tf_ms = parse_timeframe(engine.timeframe)
-    now = engine.clock.now_ms()
-    rows: list[list[Any]] = await call_with_retry(
-        f"fetch_ohlcv {symbol} {engine.timeframe} (history)",
-        lambda: client.fetch_ohlcv(symbol, engine.timeframe, None, min(engine.warmup_bars, 1000)),
-        policy=retry_policy(engine),
-    )
-    rows = sorted((r for r in rows if int(r[0]) + tf_ms <= now), key=lambda r: int(r[0]))
-    table = np.array(rows, dtype=np.float64).reshape(-1, 6)  # ms times < 2**53 are exact in float64
-    return Candles(symbol, engine.timeframe, table[:, 0].astype(np.int64), *(table[:, k] for k in range(1, 6)))
+def _store_degraded_callback(engine: TradingEngine) -> Callable[[int, str], None]:
+    """Repeated failed store writes (``EngineRecorder``) are loud: a critical event and the system breaker trips."""
+
+    def on_degraded(failures: int, error: str) -> None:
+        now_ms = engine.clock.now_ms()
+        engine.emit(Event(
+            "StoreDegraded", now_ms, f"{failures} store writes in a row failed; state is not being saved: {error}",
+            {"failures": failures, "error": error}, "critical",
+        ))
+        update = engine.core.breaker.trip_system(f"store writes failing ({failures} in a row)", now_ms)
+        engine.emit_all(update.events)
+
+    return on_degraded
+
+
+async def _fetch_history(engine: TradingEngine, client: Any, symbol: str, plan: WarmupPlan,
+                         validator: CandleValidator) -> Candles:
+    """The warm-up of ``symbol``: the store's candles, then only the missing ones from the exchange (stored too).
+
+    How many bars is derived from the strategy (:func:`engine.warmup.derive_warmup`), not ``warmup_bars``
+    (which sizes a replay's warm-up only). Fetched candles the checks refuse are left out with a warning.
+    """
+    load = await load_live_history(engine.store, client, symbol, engine.timeframe, bars=plan.bars,
+                                   align_ms=plan.align_ms, now_ms=engine.clock.now_ms(),
+                                   policy=retry_policy(engine), validator=validator)
+    for quarantine in load.quarantined:
+        engine.emit(Event("CandleQuarantined", engine.clock.now_ms(), quarantine.message + " (warm-up)", {
+            "symbol": symbol, "timeframe": quarantine.timeframe, "open_time_ms": quarantine.open_time_ms,
+            "rule": quarantine.rule, "detail": quarantine.detail}, "warning"))
+    return load.candles
 
 
 async def _build_live_feed(engine: TradingEngine) -> LiveFeedRunner:
@@ -95,18 +174,32 @@ async def _build_live_feed(engine: TradingEngine) -> LiveFeedRunner:
         enable_rate_limit=not exchange.base_url,
     )
     tf_ms = parse_timeframe(engine.timeframe)
+    plan = derive_warmup(engine.strategy, engine.timeframe)
+    held_bars = plan.bars + plan.align_ms // tf_ms  # the window starts up to one aligned bucket earlier
+    data = engine.settings.data
     start: dict[str, int] = {}
-    for symbol in engine.symbols:
-        history = engine.histories[symbol]
-        if len(history) == 0:
-            history.extend(await _fetch_history(engine, client, symbol))
-        last = history.last_open_ms
-        if last is not None:
-            start[symbol] = last + tf_ms
+    validators: dict[str, CandleValidator] = {}
+    try:
+        for symbol in engine.symbols:
+            history = engine.histories[symbol]
+            validator = validators[symbol] = CandleValidator(tf_ms, data.outlier_atr_multiple)
+            if len(history) == 0:
+                if history.max_bars < held_bars:  # the first prepare must see the whole warm-up
+                    history = engine.histories[symbol] = SymbolHistory(symbol, engine.timeframe, held_bars)
+                history.extend(await _fetch_history(engine, client, symbol, plan, validator))
+            else:
+                validator.prime(history.candles())
+            last = history.last_open_ms
+            if last is not None:
+                start[symbol] = last + tf_ms
+    except BaseException:
+        await client.close()
+        raise
     on_error, on_success = _api_callbacks(engine)
     feed = CcxtCandleFeed(
         client, engine.symbols, engine.timeframe, engine.clock, policy=retry_policy(engine),
         start_ms=start or None, on_error=on_error, on_success=on_success, close_grace_ms=0,
+        validators=validators, health=FeedHealth(engine.symbols, engine.timeframe, tf_ms, data.stale_after_bars),
     )
     return LiveFeedRunner(engine, feed, client, engine.poll_interval_s)
 
@@ -126,14 +219,21 @@ def _build_broker(engine: TradingEngine) -> Any:
     )
     on_error, on_success = _api_callbacks(engine)
     return CcxtBroker(client, policy=retry_policy(engine), on_error=on_error, on_success=on_success,
-                      now_ms=engine.clock.now_ms)
+                      now_ms=engine.clock.now_ms,
+                      resolution=ResolutionPolicy(window_s=exchange.unknown_order_window_s,
+                                                  first_delay_s=min(0.25, exchange.unknown_order_window_s / 4)))
 
 
 async def open_resources(engine: TradingEngine) -> None:
     """Everything :meth:`TradingEngine.run` needs before the first candle (see the module docstring)."""
     engine.database_path.parent.mkdir(parents=True, exist_ok=True)
+    # One engine per database: locked before the store opens or the exchange is reached (raises
+    # EngineAlreadyRunningException naming the holder); TradingEngine._shutdown releases it.
+    if engine.instance_lock is None or not engine.instance_lock.held:
+        engine.instance_lock = EngineLock.take(engine.database_path, mode=engine.mode)
     engine.store = await Store.open(engine.database_path)
-    engine.recorder = EngineRecorder(engine.store, engine.core)
+    await engine.store.set_state(LOCK_STATE_KEY, engine.instance_lock.as_state())
+    engine.recorder = EngineRecorder(engine.store, engine.core, on_degraded=_store_degraded_callback(engine))
     if engine.restore_state:
         engine.repairs.extend(await restore_engine_state(engine.store, engine.core, engine.portfolio))
 
