@@ -6,6 +6,11 @@ is backfilled by the next successful poll, in order, and nothing is emitted twic
 closed when ``now >= open_time + timeframe`` by the injected clock; the forming candle the exchange
 also returns is never emitted. Symbols are fetched concurrently, so a slow or failing symbol delays
 no other; a symbol whose fetch fails after its retries simply catches up on the next poll.
+
+Every closed candle is checked first (:mod:`engine.data.live_validation`: the import rules plus an outlier
+rule). A failing one is quarantined: never emitted, never fetched again (the cursor moves past it, so the
+good candles after it still flow), and recorded in :attr:`CcxtCandleFeed.health` (the symbol turns
+DEGRADED until its next good candle) for the runner to alert on.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.data.live_validation import DEFAULT_OUTLIER_ATR_MULTIPLE, CandleValidator, FeedHealth, Quarantine
 from engine.errors import ExchangeCallException
 from engine.execution.retry import RandomSource, RetryPolicy, call_with_retry
 from engine.timeframes import floor_time, parse_timeframe
@@ -71,6 +77,9 @@ class CcxtCandleFeed:
         close_grace_ms: delay after a candle's close before polling for it.
         retry_poll_s: poll interval while some symbol is behind (its last fetch failed), seconds.
         fetch_limit: candles per request.
+        validators: per symbol, the checks primed with its history (missing ones start empty, with
+            ``outlier_atr_multiple``).
+        health: the per-symbol feed status to report to (default: a new one, STALE after 1.5 bars).
         sleep, rng: injectable for tests.
     """
 
@@ -88,6 +97,9 @@ class CcxtCandleFeed:
         close_grace_ms: int = DEFAULT_CLOSE_GRACE_MS,
         retry_poll_s: float = 5.0,
         fetch_limit: int = DEFAULT_FETCH_LIMIT,
+        validators: Mapping[str, CandleValidator] | None = None,
+        health: FeedHealth | None = None,
+        outlier_atr_multiple: float = DEFAULT_OUTLIER_ATR_MULTIPLE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: RandomSource = random,
     ) -> None:
@@ -114,10 +126,21 @@ class CcxtCandleFeed:
                 self._latest_closed_open_ms() if start is None else int(floor_time(start, self._tf_ms))
             )
         self._behind: set[str] = set()
+        given = validators or {}
+        self._validators = {s: given.get(s) or CandleValidator(self._tf_ms, outlier_atr_multiple)
+                            for s in self._symbols}
+        self.health = health or FeedHealth(self._symbols, timeframe, self._tf_ms)
+        for symbol in self._symbols:
+            self.health.expect(symbol, self._next_open_ms[symbol])
 
     @property
     def symbols(self) -> list[str]:
         return list(self._symbols)
+
+    @property
+    def behind(self) -> frozenset[str]:
+        """Symbols whose last fetch failed after its retries (they catch up on a later poll)."""
+        return frozenset(self._behind)
 
     def next_open_ms(self, symbol: str) -> int:
         """Open time (UTC ms) of the next candle the feed will emit for ``symbol``."""
@@ -153,26 +176,31 @@ class CcxtCandleFeed:
             since = self._next_open_ms[symbol]
             if since + self._tf_ms > now:
                 return closed  # the next candle has not closed yet
-            rows = await self._fetch(symbol, since)
-            page_rows = 0
+            try:
+                rows = await self._fetch(symbol, since)
+            except ExchangeCallException as exc:
+                if not closed:
+                    raise
+                # A later page failed: hand over the pages already checked (the cursor is past them).
+                log.warning("live feed %s %s: backfill stopped at %d: %s", symbol, self._timeframe, since, exc)
+                return closed
+            fresh: list[list[Any]] = []
+            cursor = since
             for row in rows:
                 open_ms = int(row[0])
-                if open_ms < self._next_open_ms[symbol]:
-                    continue  # already emitted
+                if open_ms < cursor:
+                    continue  # already emitted (or a repeated row)
                 if open_ms + self._tf_ms > now:
                     break  # the forming candle (and anything after it) is not ours yet
-                if open_ms > self._next_open_ms[symbol]:
-                    log.warning(
-                        "live feed %s %s: exchange has no candles in [%d, %d)",
-                        symbol,
-                        self._timeframe,
-                        self._next_open_ms[symbol],
-                        open_ms,
-                    )
-                closed.append(self._candle(symbol, row))
-                self._next_open_ms[symbol] = open_ms + self._tf_ms
-                page_rows += 1
-            if len(rows) < self._fetch_limit or page_rows == 0:
+                if open_ms > cursor:
+                    log.warning("live feed %s %s: exchange has no candles in [%d, %d)", symbol, self._timeframe,
+                                cursor, open_ms)
+                fresh.append(row)
+                # Past a quarantined candle too: it is never fetched again (see the module docstring).
+                cursor = int(floor_time(open_ms, self._tf_ms)) + self._tf_ms
+            closed.extend(self._checked(symbol, fresh, now))
+            self._next_open_ms[symbol] = cursor
+            if len(rows) < self._fetch_limit or not fresh:
                 return closed
 
     async def _fetch(self, symbol: str, since_ms: int) -> list[list[Any]]:
@@ -191,18 +219,19 @@ class CcxtCandleFeed:
         )
         return sorted(result, key=lambda row: int(row[0]))
 
-    def _candle(self, symbol: str, row: Sequence[Any]) -> ClosedCandle:
-        return ClosedCandle(
-            symbol=symbol,
-            timeframe=self._timeframe,
-            open_time_ms=int(row[0]),
-            open=float(row[1]),
-            high=float(row[2]),
-            low=float(row[3]),
-            close=float(row[4]),
-            volume=float(row[5]),
-            timeframe_ms=self._tf_ms,
-        )
+    def _checked(self, symbol: str, rows: list[list[Any]], now_ms: int) -> list[ClosedCandle]:
+        """The candles of ``rows`` that pass the checks; the others are quarantined and reported."""
+        good: list[ClosedCandle] = []
+        for checked in self._validators[symbol].validate(rows):
+            open_ms = checked.open_time_ms
+            if checked.rule is not None:
+                quarantine = Quarantine(symbol, self._timeframe, open_ms, checked.rule, checked.detail)
+                log.error("live feed: %s", quarantine.message)
+                self.health.quarantined(quarantine, now_ms)
+                continue
+            self.health.accepted(symbol, open_ms + self._tf_ms, now_ms)
+            good.append(ClosedCandle(symbol, self._timeframe, open_ms, *checked.values, timeframe_ms=self._tf_ms))
+        return good
 
     def seconds_until_next_poll(self) -> float:
         """Until the earliest owed candle has closed plus the grace; short while a symbol is behind."""

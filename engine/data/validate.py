@@ -183,6 +183,25 @@ def _detail(rule: Rule, columns: CandleColumns, index: int, timeframe_ms: int) -
             return ""
 
 
+def first_violation(columns: CandleColumns, timeframe_ms: int) -> tuple[int, str, str] | None:
+    """The first offending row of ``columns``: ``(index, rule, detail)``, or None when every row passes.
+
+    Ties on one row go to the parse problem, then to the earlier rule in :class:`Rule`'s order.
+    """
+    best_index = columns.parse_problem_index
+    best_rule, best_detail = columns.parse_problem
+    for rule, mask in _value_checks(columns, timeframe_ms):
+        index = _first(mask)
+        # Strictly earlier only: on a tie the parse problem, then the earlier rule in the list, wins.
+        if index >= 0 and (best_index < 0 or index < best_index):
+            best_index, best_rule, best_detail = index, rule, ""
+    if best_index < 0:
+        return None
+    if not best_detail:
+        best_detail = _detail(Rule(best_rule), columns, best_index, timeframe_ms)
+    return best_index, best_rule, best_detail
+
+
 def validate_columns(columns: CandleColumns, timeframe_ms: int, file: str) -> None:
     """Check every rule and raise for the first offending row of the file.
 
@@ -194,18 +213,30 @@ def validate_columns(columns: CandleColumns, timeframe_ms: int, file: str) -> No
     Raises:
         DataValidationError: naming the file, the 1-based file row and the rule broken there.
     """
-    best_index = columns.parse_problem_index
-    best_rule, best_detail = columns.parse_problem
-    for rule, mask in _value_checks(columns, timeframe_ms):
-        index = _first(mask)
-        # Strictly earlier only: on a tie the parse problem, then the earlier rule in the list, wins.
-        if index >= 0 and (best_index < 0 or index < best_index):
-            best_index, best_rule, best_detail = index, rule, ""
-    if best_index < 0:
-        return
-    if not best_detail:
-        best_detail = _detail(Rule(best_rule), columns, best_index, timeframe_ms)
-    raise DataValidationError(file, columns.first_row + best_index, best_rule, best_detail)
+    found = first_violation(columns, timeframe_ms)
+    if found is not None:
+        index, rule, detail = found
+        raise DataValidationError(file, columns.first_row + index, rule, detail)
+
+
+def row_violations(columns: CandleColumns, timeframe_ms: int) -> dict[int, tuple[Rule, str]]:
+    """Every offending row of ``columns`` (e.g. live candles): index -> ``(rule, detail)`` of the first rule it breaks.
+
+    The same checks as :func:`validate_columns` (finite values, ms open times, positive prices, volume >= 0,
+    high >= low, high >= max(open, close), low <= min(open, close), strictly increasing open times on the
+    timeframe grid), reported per row instead of for the first row only; ``parse_problem`` is not looked at.
+    A row breaking several rules reports the first in :class:`Rule`'s order.
+    """
+    checks = _value_checks(columns, timeframe_ms)
+    if len(columns.open) == 0:
+        return {}
+    stacked = np.stack([mask for _, mask in checks])
+    first_rule = np.argmax(stacked, axis=0)
+    found: dict[int, tuple[Rule, str]] = {}
+    for index in np.flatnonzero(stacked.any(axis=0)).tolist():
+        rule = checks[int(first_rule[index])][0]
+        found[index] = (rule, _detail(rule, columns, index, timeframe_ms))
+    return found
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class StatusBar(Static):
         else:
             feed_style = "green" if snapshot.feed_healthy else "bold red"
             line.append("│ feed ")
-            line.append("OK" if snapshot.feed_healthy else "STALE", style=feed_style)
+            troubled = [f"{f.symbol} {f.state}" for f in snapshot.feed_status if f.state != "OK"]
+            line.append("OK" if snapshot.feed_healthy else ", ".join(troubled) or "STALE", style=feed_style)
             line.append(" │ ")
             line.append(f" {snapshot.trading_state.value} ", style=STATE_STYLES.get(snapshot.trading_state, "bold"))
             line.append(" │ engine ")
