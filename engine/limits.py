@@ -4,6 +4,12 @@ Boundary rule (shared with the breakers, see ``engine.precision.reaches``): a li
 that is not allowed, so reaching it exactly is a breach; warnings likewise fire at exactly
 ``warning_threshold_ratio`` x limit. A breach tells the caller to close every position at once and halt
 (``RiskAction.CLOSE_ALL_AND_HALT``): blocking only new entries would let open losses run past the limit.
+
+Day rule (``engine.trading_day``, shared with the breakers' daily loss and the backtest metrics): a check
+at a bar close belongs to the day containing ``close - 1 ms``, a check at an instant (a fill) to the day
+containing it. A day's start equity is the equity marked at its reset instant: the equity of the latest
+check before it (the close at or before the reset, i.e. the previous day's last close), not that of the
+day's first check. Checks while flat may be left out: flat equity changes only by fills, which are checked.
 """
 
 from __future__ import annotations
@@ -12,15 +18,16 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from engine.config import RiskConfig
 from engine.errors import RiskManagementException
+from engine.limit_levels import highest_equity_reaching, lowest_equity_not_reaching
+from engine.limit_levels import loss_pct as loss_pct  # the limits' loss measure, re-exported
 from engine.models import Event
-from engine.precision import LIMIT_REL_EPS, reaches
+from engine.precision import reaches
+from engine.trading_day import DAY_MS, day_of_close, day_of_instant, day_start_ms, reset_offset_ms
 
-DAY_MS = 86_400_000
 STATE_VERSION = 1
 
 DAILY_LOSS = "daily_loss"
@@ -76,51 +83,6 @@ class LimitCheck:
 
 
 
-def loss_pct(reference: float, equity: float) -> float:
-    """Loss of ``equity`` below ``reference`` (> 0) in pct of ``reference``, floored at 0."""
-    loss = (reference - equity) / reference * 100.0
-    return loss if loss > 0.0 else 0.0  # max(0.0, loss) without the builtin call: the same value, NaN -> 0.0
-
-
-_SEARCH_STEPS = 64
-
-
-def _boundary_guess(reference: float, threshold_pct: float) -> float:
-    """Where ``reaches(loss_pct(reference, equity), threshold_pct)`` flips, up to rounding (a start point)."""
-    effective = threshold_pct - LIMIT_REL_EPS * max(1.0, abs(threshold_pct))
-    return reference * (1.0 - effective / 100.0)
-
-
-@lru_cache(maxsize=64, typed=True)  # pure: the drawdown peak repeats across checks for days
-def _lowest_equity_not_reaching(reference: float, threshold_pct: float) -> float:
-    """An equity level from which up ``loss_pct(reference, .)`` does not reach ``threshold_pct`` (inf: none)."""
-    if reaches(0.0, threshold_pct):
-        return math.inf  # the loss is never below the threshold
-    level = _boundary_guess(reference, threshold_pct)
-    nudge = reference * 1e-15  # a few ulps of the reference: the formula's rounding scale
-    for _ in range(_SEARCH_STEPS):
-        if level >= reference or not reaches(loss_pct(reference, level), threshold_pct):
-            return min(level, reference)  # loss_pct(reference, reference) == 0: never reaches
-        level += nudge
-        nudge *= 2.0
-    return reference
-
-
-@lru_cache(maxsize=64, typed=True)  # pure: the drawdown peak repeats across checks for days
-def _highest_equity_reaching(reference: float, threshold_pct: float) -> float:
-    """An equity level from which down ``loss_pct(reference, .)`` reaches ``threshold_pct`` (-inf: none)."""
-    if reaches(0.0, threshold_pct):
-        return math.inf
-    level = _boundary_guess(reference, threshold_pct)
-    nudge = reference * 1e-15  # a few ulps of the reference: the formula's rounding scale
-    for _ in range(_SEARCH_STEPS):
-        if reaches(loss_pct(reference, level), threshold_pct):
-            return level
-        level -= nudge
-        nudge *= 2.0
-    return -math.inf
-
-
 def _limit_event_data(name: str, value: float, limit: float, equity: float) -> dict[str, Any]:
     """The data of a limit event (built only when an event is, not on every check)."""
     return {"limit": name, "value_pct": value, "limit_pct": limit, "distance_pct": limit - value, "equity": equity}
@@ -137,14 +99,15 @@ class AccountLimits:
         self._peak_equity: float | None = None
         self._day_key: int | None = None
         self._day_start_equity: float | None = None
+        self._mark_equity: float | None = None  # equity of the latest check: the next day's start equity
         self._warned: dict[str, bool] = dict.fromkeys(_LIMIT_NAMES, False)
         self._latched: dict[str, int] = {}  # limit name -> breach time (UTC ms)
         # The quiet band (see check_unless_quiet): equity and time ranges in which a check is a no-op.
         self._quiet_low = math.inf
         self._quiet_high = -math.inf
-        self._quiet_from_ms = 0
+        self._quiet_from_ms = 0  # the band's range of bar closes (an instant t is in it where a close t + 1 is)
         self._quiet_until_ms = 0
-        self._deferred: tuple[float, int] | None = None  # (equity, now_ms) of the last skipped check
+        self._deferred: tuple[float, int, bool] | None = None  # (equity, now_ms, instant) of the last skipped check
         self._deferred_result: LimitCheck | None = None
         self._band_key: tuple[Any, ...] | None = None  # inputs of the last computed quiet band
         self._band: tuple[float, float, int, int] = self.quiet_band()
@@ -154,21 +117,28 @@ class AccountLimits:
         """Apply new settings keeping the account state."""
         self._settle_deferred()
         self._config = config
-        reset = config.daily_reset_utc
-        self._reset_offset_ms = ((reset.hour * 60 + reset.minute) * 60 + reset.second) * 1000
+        self._reset_offset_ms = reset_offset_ms(config.daily_reset_utc)
         self._limits = {DAILY_LOSS: config.max_daily_loss_percent, DRAWDOWN: config.max_drawdown_percent}
         self._forget_quiet_band()
 
     def trading_day_key(self, now_ms: int) -> int:
-        """Index of the UTC trading day containing ``now_ms``; days start at ``daily_reset_utc``."""
-        return (now_ms - self._reset_offset_ms) // DAY_MS
+        """Index of the trading day containing the instant ``now_ms``; days start at ``daily_reset_utc``."""
+        return day_of_instant(now_ms, self._reset_offset_ms)
 
-    def check(self, equity: float, now_ms: int) -> LimitCheck:
+    def trading_day_of_close(self, close_ms: int) -> int:
+        """Index of the trading day of a bar closing at ``close_ms`` (the day containing ``close_ms - 1``)."""
+        return day_of_close(close_ms, self._reset_offset_ms)
+
+    def check(self, equity: float, now_ms: int, *, instant: bool = False) -> LimitCheck:
         """Track peak and day-start equity and test the daily-loss and max-drawdown limits.
 
-        Call once per bar (and after fills) with equity marked to market. The first call of a trading
-        day (boundary at ``daily_reset_utc``) records that day's start equity, re-arms the daily warning
-        and lifts a daily-loss halt. A drawdown halt is lifted only by :meth:`manual_resume`.
+        Call at every bar close with a position (and after fills) with equity marked to market; ``now_ms``
+        is the bar's close time, or with ``instant`` the time of an event such as a live fill (see the
+        module docstring for the day each belongs to). The first call of a trading day starts the day at
+        the equity of the latest check before it (the equity marked at the reset; the first check ever
+        has none and uses its own), re-arms the daily warning and lifts a daily-loss halt. A check dated
+        before the current day (a late reading) counts in the current day: the day never goes back. A
+        drawdown halt is lifted only by :meth:`manual_resume`.
 
         Limits (pct in [0, 100]): ``daily_loss = (day_start - equity) / day_start * 100`` and
         ``drawdown = (peak - equity) / peak * 100``. Reaching a limit is a breach. While breached, the
@@ -185,16 +155,17 @@ class AccountLimits:
                 RiskAction.HALT_ENTRIES, equity, math.nan, math.nan, ("equity is not a finite number",), ()
             )
         events: list[Event] = []
-        day_key = self.trading_day_key(now_ms)
-        if day_key != self._day_key:
+        day_key = day_of_instant(now_ms if instant else now_ms - 1, self._reset_offset_ms)
+        if self._day_key is None or day_key > self._day_key:
             self._day_key = day_key
-            self._day_start_equity = equity
+            self._day_start_equity = self._mark_equity if self._mark_equity is not None else equity
             self._warned[DAILY_LOSS] = False
             if self._latched.pop(DAILY_LOSS, None) is not None:
                 events.append(Event(
                     "RiskHaltCleared", now_ms, "daily loss halt lifted: new trading day",
                     {"limit": DAILY_LOSS, "source": "day_boundary", "equity": equity},
                 ))
+        self._mark_equity = equity
         if self._peak_equity is None or equity > self._peak_equity:
             self._peak_equity = equity
         peak = self._peak_equity
@@ -242,27 +213,30 @@ class AccountLimits:
         return self._check_result(action, equity, daily_loss_pct, drawdown_pct, reasons, tuple(events))
 
     # ------------------------------------------------------------------------------------ quiet band
-    def check_unless_quiet(self, equity: float, now_ms: int) -> LimitCheck | None:
+    def check_unless_quiet(self, equity: float, now_ms: int, *, instant: bool = False) -> LimitCheck | None:
         """:meth:`check`, skipped (None) when it provably would emit nothing, change nothing and not close.
 
-        After every full check the tracker computes a *quiet band*: the rest of the current trading day
-        and a range of equity ``[low, high]`` in which a check leaves the peak (``high <= peak``), the
-        day, the latches and the warning flags as they are, emits no event and breaches nothing. Inside
-        the band the check is skipped; its result, should anyone ask, is :meth:`take_deferred_check`
-        (computed then, from the unchanged state: the same value the skipped call would have returned).
-        Outside it, or for non-finite equity, this is exactly :meth:`check`.
+        After every full check the tracker computes a *quiet band*: the current trading day and a range
+        of equity ``[low, high]`` in which a check leaves the peak (``high <= peak``), the day, the
+        latches and the warning flags as they are, emits no event and breaches nothing; all it changes is
+        the marked equity, which a skipped check records as well. Inside the band the check is skipped;
+        its result, should anyone ask, is :meth:`take_deferred_check` (computed then, from the unchanged
+        state: the same value the skipped call would have returned). Outside it, or for non-finite
+        equity, this is exactly :meth:`check`.
         """
         if (
             self._quiet_low <= equity <= self._quiet_high
-            and self._quiet_from_ms <= now_ms < self._quiet_until_ms
+            and self._quiet_from_ms <= (now_ms + 1 if instant else now_ms) < self._quiet_until_ms
         ):
-            self._deferred = (equity, now_ms)
+            self._deferred = (equity, now_ms, instant)
+            self._mark_equity = equity
             return None
-        return self.check(equity, now_ms)
+        return self.check(equity, now_ms, instant=instant)
 
     def quiet_band(self) -> tuple[float, float, int, int]:
-        """``(equity_low, equity_high, from_ms, until_ms)``: :meth:`check_unless_quiet` skips a check at
-        ``equity_low <= equity <= equity_high`` and ``from_ms <= now_ms < until_ms`` (empty when unknown)."""
+        """``(equity_low, equity_high, from_ms, until_ms)``: :meth:`check_unless_quiet` skips a check at a
+        bar close ``now_ms`` with ``equity_low <= equity <= equity_high`` and ``from_ms <= now_ms < until_ms``
+        (the closes of the current trading day; empty when unknown)."""
         return self._quiet_low, self._quiet_high, self._quiet_from_ms, self._quiet_until_ms
 
     def take_deferred_check(self) -> LimitCheck | None:
@@ -274,8 +248,9 @@ class AccountLimits:
     def _settle_deferred(self) -> None:
         """Evaluate a skipped check now, before anything changes the state it was skipped under."""
         if self._deferred is not None:
-            deferred = self._deferred
-            self._deferred_result = self.check(*deferred)  # a no-op on the state: inside the quiet band
+            equity, now_ms, instant = self._deferred
+            # A no-op on the state: inside the quiet band, and the skipped check marked the same equity.
+            self._deferred_result = self.check(equity, now_ms, instant=instant)
 
     def _forget_quiet_band(self) -> None:
         self._quiet_low, self._quiet_high = math.inf, -math.inf
@@ -317,14 +292,14 @@ class AccountLimits:
         low, high = -math.inf, peak  # above the peak a check would raise the peak
         for name, reference in ((DAILY_LOSS, day_start), (DRAWDOWN, peak)):
             limit = limits[name]
-            low = max(low, _lowest_equity_not_reaching(reference, limit))
+            low = max(low, lowest_equity_not_reaching(reference, limit))
             if warned[name]:
-                high = min(high, _highest_equity_reaching(reference, limit * ratio))
+                high = min(high, highest_equity_reaching(reference, limit * ratio))
             else:
-                low = max(low, _lowest_equity_not_reaching(reference, limit * ratio))
+                low = max(low, lowest_equity_not_reaching(reference, limit * ratio))
         if low <= high:
             self._quiet_low, self._quiet_high = low, high
-            self._quiet_from_ms = day_key * DAY_MS + self._reset_offset_ms
+            self._quiet_from_ms = day_start_ms(day_key, self._reset_offset_ms) + 1  # the day's first close
             self._quiet_until_ms = self._quiet_from_ms + DAY_MS
         self._band_key = key
         self._band = self.quiet_band()
@@ -364,7 +339,9 @@ class AccountLimits:
         self._latched.clear()
         self._peak_equity = equity
         self._day_start_equity = equity
-        self._day_key = self.trading_day_key(now_ms)
+        self._mark_equity = equity
+        day_key = self.trading_day_key(now_ms)  # a person's command: an instant; the day never goes back
+        self._day_key = day_key if self._day_key is None else max(day_key, self._day_key)
         self._warned = dict.fromkeys(_LIMIT_NAMES, False)
         return (Event(
             "RiskHaltCleared", now_ms, f"risk halt lifted manually ({', '.join(cleared)})",
@@ -392,6 +369,10 @@ class AccountLimits:
         self._peak_equity = None if peak is None else float(peak)
         self._day_key = None if day_key is None else int(day_key)
         self._day_start_equity = None if day_start is None else float(day_start)
+        # The marked equity is not kept: saved state can be older than the latest check (it is saved on
+        # events), and a stale mark would move losses between days. The first check after a restore marks
+        # again (a day that starts before it starts at that check's equity: exact while flat).
+        self._mark_equity = None
         self._warned = {name: bool(state["warned"].get(name, False)) for name in _LIMIT_NAMES}
         self._latched = {str(name): int(when) for name, when in state["latched"].items()}
 

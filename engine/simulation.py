@@ -103,6 +103,7 @@ class SimulatedAccount:
         self._timeframe_ms: dict[str, int] = {}
         self._quiet_arrays_by_symbol: dict[str, QuietArrays] = {}
         self._quiet_bars = True  # private switch: False tests every bar's stop and target in full (tests)
+        self._bar_close_ms = 0  # close of the bar being processed: its fills count in its trading day
 
     # ------------------------------------------------------------------------------------------ events
     def _emit(self, events: tuple[Event, ...] | list[Event]) -> None:
@@ -154,6 +155,7 @@ class SimulatedAccount:
         if tf_ms is None:
             tf_ms = self._bar_ms(candles.timeframe)
         open_ms = int(candles.open_time_ms[index])
+        close_ms = self._bar_close_ms = open_ms + tf_ms
         core = self.core
         positions = core.portfolio.positions
         traded = False
@@ -170,7 +172,6 @@ class SimulatedAccount:
                 position = positions.get(symbol)
             if position is not None:
                 position.last_price = float(candles.close[index])  # Portfolio.mark, without the lookup
-        close_ms = open_ms + tf_ms
         equity = None
         if positions or traded:
             equity = core.portfolio.equity()
@@ -358,11 +359,15 @@ class SimulatedAccount:
                  "stop_and_target_in_one_bar": ambiguous},
                 "info" if trade.pnl >= 0 else "warning",
             )])
-        self._emit(self.core.on_trade_closed(trade, time_ms).events)
+        self._emit(self.core.on_trade_closed(trade, time_ms, self._bar_close_ms).events)
         return True
 
     def close_all_at(self, prices: dict[str, float], time_ms: int, reason: str = "end of data") -> None:
-        """Close every open position at the given prices (minus slippage): e.g. at the end of a backtest."""
+        """Close every open position at the given prices (minus slippage): e.g. at the end of a backtest.
+
+        ``time_ms`` is a bar close (the last one): the exits count in that bar's trading day.
+        """
+        self._bar_close_ms = time_ms
         for symbol in sorted(self.core.portfolio.positions):
             position = self.core.portfolio.positions[symbol]
             price = self.fill_model.market_price(position.side.exit_side, prices[symbol])

@@ -4,6 +4,8 @@ Conventions (the same as quantstats / empyrical-reloaded with ``periods=365``, c
 
 - Daily returns: the equity curve (sampled at every bar close) is reduced to its last value per UTC day;
   the first day's return is measured against the initial capital. Days without bars are absent (not zero).
+  A bar belongs to the day it covered (``engine.trading_day``, the loss limits' rule): one closing exactly
+  at midnight ends its day.
 - Sharpe = mean(daily) / std(daily, ddof=1) * sqrt(365), risk-free rate 0.
 - Sortino = mean(daily) / sqrt(mean(min(daily, 0)^2)) * sqrt(365) (downside deviation over all days).
 - Max drawdown: the largest fall of the per-bar equity curve below its running peak (the initial capital
@@ -32,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.models import ClosedTrade, FloatArray
+from engine.trading_day import days_of_closes
 
 DAYS_PER_YEAR = 365
 MS_PER_DAY = 86_400_000
@@ -91,20 +94,23 @@ class PerformanceMetrics:
         return values
 
 
-def daily_returns(time_ms: npt.ArrayLike, equity: npt.ArrayLike, initial_capital: float) -> FloatArray:
+def daily_returns(
+    time_ms: npt.ArrayLike, equity: npt.ArrayLike, initial_capital: float, reset_offset_ms: int = 0
+) -> FloatArray:
     """Returns of the last equity of each UTC day against the previous day's (the first: initial capital).
 
     Args:
         time_ms: sample times (bar close, UTC ms), ascending.
         equity: equity at those times (quote currency).
         initial_capital: equity before the first sample.
+        reset_offset_ms: where days start, in ms after UTC midnight (0: calendar days, as the metrics use;
+            ``RiskConfig.daily_reset_utc`` gives the loss limits' trading days).
     """
     times = np.asarray(time_ms, dtype=np.int64)
     values = np.asarray(equity, dtype=np.float64)
     if len(values) == 0:
         return np.empty(0, dtype=np.float64)
-    # A bar closing exactly at midnight belongs to the day it covered.
-    day = (times - 1) // MS_PER_DAY
+    day = days_of_closes(times, reset_offset_ms)  # a bar closing exactly at the reset ends its day
     last_of_day = np.flatnonzero(np.append(day[1:] != day[:-1], True))
     closes = values[last_of_day]
     previous = np.concatenate(([initial_capital], closes[:-1]))

@@ -17,6 +17,7 @@ DAY2 = 20_000 * DAY_MS  # some UTC midnight
 
 
 def limits_after_day_start(equity: float = 10_000.0, **config: object) -> AccountLimits:
+    """Equity marked at the close at DAY2 (the reset): the start equity of the day after DAY2."""
     limits = AccountLimits(RiskConfig(**config))  # type: ignore[arg-type]
     limits.check(equity, DAY2)
     return limits
@@ -65,7 +66,8 @@ def test_a_latched_daily_halt_blocks_entries_after_equity_recovers() -> None:
 def test_the_daily_halt_lifts_at_the_next_trading_day() -> None:
     limits = limits_after_day_start()
     limits.check(9_400.0, DAY2 + HOUR_MS)
-    check = limits.check(9_400.0, DAY2 + DAY_MS)
+    assert limits.check(9_400.0, DAY2 + DAY_MS).must_close_all  # the bar closing at the reset: still that day
+    check = limits.check(9_400.0, DAY2 + DAY_MS + HOUR_MS)
     assert check.action is RiskAction.NONE
     assert [e.kind for e in check.events] == ["RiskHaltCleared"]
     assert check.day_start_equity == 9_400.0 and check.daily_loss_pct == 0.0
@@ -73,23 +75,53 @@ def test_the_daily_halt_lifts_at_the_next_trading_day() -> None:
 
 
 @pytest.mark.parametrize(
-    ("now_ms", "new_day"),
-    [(DAY2 + 8 * HOUR_MS - 1, False), (DAY2 + 8 * HOUR_MS, True), (DAY2 + 8 * HOUR_MS + 1, True)],
-    ids=["just-before", "at", "just-after"],
+    ("now_ms", "instant", "new_day"),
+    [
+        (DAY2 + 8 * HOUR_MS - 1, False, False),
+        (DAY2 + 8 * HOUR_MS, False, False),  # a bar closing at the reset belongs to the day that ends there
+        (DAY2 + 8 * HOUR_MS + 1, False, True),
+        (DAY2 + 8 * HOUR_MS - 1, True, False),
+        (DAY2 + 8 * HOUR_MS, True, True),  # a fill at the reset instant belongs to the new day
+    ],
+    ids=["close-just-before", "close-at", "close-just-after", "instant-just-before", "instant-at"],
 )
-def test_the_trading_day_starts_at_the_configured_reset_time(now_ms: int, new_day: bool) -> None:
+def test_the_trading_day_starts_at_the_configured_reset_time(now_ms: int, instant: bool, new_day: bool) -> None:
     limits = AccountLimits(RiskConfig(daily_reset_utc=time(8, 0)))
     limits.check(10_000.0, DAY2 + 7 * HOUR_MS)  # the day that started yesterday 08:00
-    check = limits.check(9_600.0, now_ms)
-    assert check.day_start_equity == (9_600.0 if new_day else 10_000.0)
+    limits.check(9_800.0, DAY2 + 7 * HOUR_MS + 1_000)
+    check = limits.check(9_600.0, now_ms, instant=instant)
+    # The new day starts at the equity marked last before the reset, not at its own first check.
+    assert check.day_start_equity == (9_800.0 if new_day else 10_000.0)
+    assert check.daily_loss_pct == pytest.approx(100.0 * (1 - 9_600.0 / 9_800.0) if new_day else 4.0)
+
+
+def test_the_day_of_a_close_and_of_an_instant() -> None:
+    limits = AccountLimits(RiskConfig(daily_reset_utc=time(8, 0)))
+    reset = DAY2 + 8 * HOUR_MS
+    assert limits.trading_day_of_close(reset) == limits.trading_day_of_close(reset - HOUR_MS)
+    assert limits.trading_day_of_close(reset + 1) == limits.trading_day_of_close(reset) + 1
+    assert limits.trading_day_key(reset) == limits.trading_day_of_close(reset + 1)
+    assert limits.trading_day_key(reset - 1) == limits.trading_day_of_close(reset)
+
+
+def test_a_late_check_of_an_earlier_day_counts_in_the_current_day() -> None:
+    limits = limits_after_day_start()
+    limits.check(9_900.0, DAY2 + DAY_MS - HOUR_MS)
+    limits.check(9_300.0, DAY2 + DAY_MS, instant=True)  # a live fill at the reset: the next day, from 9,900
+    check = limits.check(9_300.0, DAY2 + DAY_MS)  # the bar closing at the reset, processed after the fill
+    assert check.day_start_equity == 9_900.0 and check.must_close_all
+    assert limits.halt_reasons == ("daily_loss",)
 
 
 # ------------------------------------------------------------------------------------------ drawdown
 def limits_with_peak_yesterday() -> AccountLimits:
-    """Peak 10,000 yesterday; today starts at 9,300 (7% drawdown, no daily loss yet)."""
+    """Peak 10,000 two days ago, 4 % and then 3.1 % lower at the ends of the next two days: today starts
+    at 9,300 (7 % drawdown, no daily loss yet, no warning armed)."""
     limits = AccountLimits(RiskConfig())
-    limits.check(10_000.0, DAY2 - HOUR_MS)
+    limits.check(10_000.0, DAY2 - 2 * DAY_MS)
+    limits.check(9_600.0, DAY2 - DAY_MS)
     limits.check(9_300.0, DAY2)
+    assert not limits.halted
     return limits
 
 
@@ -194,6 +226,16 @@ def test_state_round_trips_through_json_and_restores_the_same_behaviour() -> Non
     assert restored.halted
     original, again = limits.check(8_850.0, DAY2 + 3 * HOUR_MS), restored.check(8_850.0, DAY2 + 3 * HOUR_MS)
     assert again == original
+
+
+def test_a_restored_tracker_starts_the_next_day_at_its_first_check() -> None:
+    """Saved state can predate the latest check (it is saved on events), so the marked equity is not kept."""
+    limits = limits_after_day_start()
+    limits.check(9_700.0, DAY2 + HOUR_MS)
+    restored = AccountLimits(RiskConfig())
+    restored.restore(json.loads(json.dumps(limits.to_state())))
+    assert restored.check(9_600.0, DAY2 + DAY_MS + HOUR_MS).day_start_equity == 9_600.0
+    assert limits.check(9_600.0, DAY2 + DAY_MS + HOUR_MS).day_start_equity == 9_700.0
 
 
 def test_restore_rejects_an_unknown_state_version() -> None:

@@ -89,9 +89,9 @@ def _run(engine: BacktestEngine, prepared: list[Any], parameters: ParameterSet, 
         limits, portfolio = sim.core.limits, sim.core.portfolio
         check, close = limits.check, portfolio.close
 
-        def traced_check(equity: float, now_ms: int) -> Any:
-            trace.append(repr(("check", equity, now_ms)))
-            return check(equity, now_ms)
+        def traced_check(equity: float, now_ms: int, *, instant: bool = False) -> Any:
+            trace.append(repr(("check", equity, now_ms, instant)))
+            return check(equity, now_ms, instant=instant)
 
         def traced_close(symbol: str, *args: Any) -> Any:
             trace.append(repr(portfolio.positions[symbol]))
