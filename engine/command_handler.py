@@ -4,7 +4,10 @@ Commands are processed one at a time by the runtime. Every command yields a ``Co
 ``CommandRejected`` event (plus whatever the command itself caused: trading-state changes, breaker
 resets, exits), and is appended to the audit log when one is configured. ``SetRiskLimit`` and
 ``ResumeBreaker`` are carried out only with a grant from :class:`engine.risk_gate.RiskChangeGate`
-(an authentication step); their audit rows carry the old and new value.
+(an authentication step), and so is a ``Resume`` that lifts a latched loss-limit halt or the
+emergency-exit latch (:mod:`engine.latches`); a plain resume of a manual halt needs none. Their audit
+rows carry the old and new value. An accepted ``SetRiskLimit`` is saved in the store before it applies
+(:mod:`engine.risk_overrides`), so it survives a restart.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from engine.breaker import EMERGENCY
 from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
-from engine.config import BreakerConfig, RiskConfig
 from engine.decision import Decision, DecisionCore, Outcome
 from engine.errors import CircuitBreakerException
-from engine.models import Event
+from engine.latches import LOSS_LIMIT, latched_overrides
+from engine.models import Event, TradingState
 from engine.risk_gate import RiskChangeGate, RiskChangeRefused, change_detail, risk_setting_change
+from engine.risk_overrides import StateStore, apply_setting, save_risk_override
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class CommandHandler:
         emit: publishes an event (bus, store, recent events).
         audit: optional audit log (``engine.security.audit.AuditLog``).
         risk_gate: checks the grant of risk changes and breaker overrides; None refuses them all.
+        state_store: where accepted risk changes are saved (the engine's store); None: not saved.
     """
 
     def __init__(
@@ -60,12 +66,14 @@ class CommandHandler:
         emit: Callable[[Event], None],
         audit: Auditor | None = None,
         risk_gate: RiskChangeGate | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         self.core = core
         self.execution = execution
         self.emit = emit
         self.audit = audit
         self.risk_gate = risk_gate
+        self.state_store = state_store
         self._handlers: dict[type[Command], Callable[[Any, int], Awaitable[str]]] = {
             Halt: self._halt,
             Resume: self._resume,
@@ -101,7 +109,10 @@ class CommandHandler:
         return accepted
 
     def _emit_outcome(self, outcome: Outcome) -> None:
-        for event in outcome.events:
+        self._emit_all(outcome.events)
+
+    def _emit_all(self, events: tuple[Event, ...]) -> None:
+        for event in events:
             self.emit(event)
 
     async def _halt(self, command: Halt, now_ms: int) -> str:
@@ -109,6 +120,13 @@ class CommandHandler:
         return "trading halted; open positions keep their stops"
 
     async def _resume(self, command: Resume, now_ms: int) -> str:
+        latched = latched_overrides(self.core)
+        if latched:  # a person lifts a loss-limit halt or the emergency latch: the same grant as a breaker reset
+            if self.core.breaker.emergency_phase == "in_progress":
+                raise CommandRefused("emergency exit still in progress; cannot resume yet")
+            self._redeem_grant(command, f"a grant is needed to resume from the latched {' and '.join(latched)}")
+            if self.core.breaker.emergency_phase is not None:
+                self._emit_all(self.core.breaker.manual_resume(EMERGENCY, now_ms))
         self._emit_outcome(self.core.resume(now_ms))
         permission = self.core.breaker.allows_entry(now_ms)
         if not permission.allowed:
@@ -133,22 +151,32 @@ class CommandHandler:
         await self.execution.execute(outcome.decisions)
         return f"closing {command.symbol} at market"
 
-    def _redeem_grant(self, command: Command) -> None:
+    def _redeem_grant(self, command: Command, why: str = "") -> None:
+        """Consumes the command's grant; ``why`` (what needs it) prefixes the refusal."""
+        prefix = f"{why}: " if why else ""
         if self.risk_gate is None:
-            raise CommandRefused("risk changes are disabled: this engine has no authentication gate")
+            raise CommandRefused(f"{prefix}risk changes are disabled: this engine has no authentication gate")
         try:
             self.risk_gate.redeem(command)
         except RiskChangeRefused as refused:
-            raise CommandRefused(str(refused)) from None
+            raise CommandRefused(f"{prefix}{refused}") from None
 
     async def _resume_breaker(self, command: ResumeBreaker, now_ms: int) -> str:
         self._redeem_grant(command)
+        if command.breaker == LOSS_LIMIT:
+            events = self.core.clear_limit_halt(now_ms).events
+            self._emit_all(events)
+            return "loss-limit halt lifted" if events else "no loss-limit halt was latched"
         try:
             events = self.core.breaker.manual_resume(command.breaker, now_ms)
         except CircuitBreakerException as exc:
             raise CommandRefused(str(exc)) from None
-        for event in events:
-            self.emit(event)
+        self._emit_all(events)
+        if command.breaker == EMERGENCY:
+            if not events:
+                return "no emergency exit was latched"
+            halted = self.core.trading_state is TradingState.HALTED
+            return "emergency latch cleared" + ("; trading stays halted until resumed" if halted else "")
         return f"{command.breaker} breaker reset" if events else f"{command.breaker} breaker was not tripped"
 
     async def _set_risk_limit(self, command: SetRiskLimit, now_ms: int) -> str:
@@ -157,12 +185,16 @@ class CommandHandler:
             old_value, updated = risk_setting_change(self.core, command.key, command.value)
         except RiskChangeRefused as refused:
             raise CommandRefused(str(refused)) from None
-        if isinstance(updated, RiskConfig):
-            self.core.risk.reconfigure(updated)
-            self.core.limits.reconfigure(updated)
-        elif isinstance(updated, BreakerConfig):
-            self.core.breaker.reconfigure(updated)
+        if self.state_store is not None:  # write-ahead: a change that would revert on restart is not applied
+            try:
+                await save_risk_override(self.state_store, command.key, command.value, command.source, now_ms)
+            except Exception as error:
+                log.exception("saving the risk change %s failed", command.key)
+                raise CommandRefused(f"{command.key} not changed: it could not be saved ({error})") from None
+        apply_setting(self.core, updated)
         self.emit(Event("RiskLimitChanged", now_ms, f"{command.key}: {old_value} -> {command.value}",
-                        {"key": command.key, "old": old_value, "new": command.value, "source": command.source},
+                        {"key": command.key, "old": old_value, "new": command.value, "source": command.source,
+                         "persisted": self.state_store is not None},
                         "warning"))
-        return f"{command.key} set to {command.value:g} (was {old_value})"
+        kept = "; kept across restarts" if self.state_store is not None else "; NOT saved: reverts on restart"
+        return f"{command.key} set to {command.value:g} (was {old_value}){kept}"

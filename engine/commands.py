@@ -24,7 +24,14 @@ class Halt(Command):
 
 @dataclass(frozen=True)
 class Resume(Command):
-    """Allow new entries again (does not reset a latched breaker; see ResumeBreaker)."""
+    """Allow new entries again (does not reset a circuit breaker; see ResumeBreaker).
+
+    Ending a manual halt needs nothing more. Lifting a latched loss-limit halt or the emergency-exit latch
+    (``engine.latches``) needs ``grant`` from :class:`engine.risk_gate.RiskChangeGate`, like a breaker
+    reset; without it the engine refuses the command.
+    """
+
+    grant: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

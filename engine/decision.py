@@ -4,7 +4,8 @@ Per closed bar of a symbol it updates the position's trailing stop, decides exit
 breakers and the risk manager, and on account checks enforces the loss limits (a breach closes every
 position and halts). It owns no clock and no I/O: time comes in as ``now_ms`` and decisions go out as
 values that a driver executes (the backtest's simulated fills, the paper broker, or the live broker).
-While flat with no entry signal and calm volatility a bar costs a few attribute reads.
+While flat with no entry signal and calm volatility a bar costs a few attribute reads (and records the
+volatility reading the console shows).
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class DecisionCore:
             )
             self._watch_volatility = update.status.state is not CircuitState.CLOSED
             events = update.events
+        else:  # the shown value only; the breaker's decisions stay fed by alarm bars as above
+            self.breaker.observe_volatility(prepared.atr[index], prepared.normal_volatility[index])
         symbol = prepared.symbol
         if symbol in self.pending:
             return Outcome((), events) if events else NOTHING
@@ -161,22 +164,42 @@ class DecisionCore:
         if position is not None:
             decisions = self._manage_position(prepared, index, now_ms)
             return Outcome(decisions, events) if decisions or events else NOTHING
-        direction = prepared.entry_direction[index]
-        if direction != 0 and self._halted_by_limit:
+        if self._halted_by_limit:
             events += self._lift_expired_limit_halt(now_ms)
-        if direction == 0 or self.trading_state is not TradingState.ACTIVE:
+        direction = prepared.entry_direction[index]
+        if direction == 0:
             return Outcome((), events) if events else NOTHING
+        account = self._check_before_entry(now_ms)
+        events += account.events
+        if account.decisions or self.trading_state is not TradingState.ACTIVE:
+            return Outcome(account.decisions, events) if account.decisions or events else NOTHING
         entry, entry_events = self._entry(prepared, index, int(direction), now_ms)
         return Outcome((entry,) if entry else (), events + entry_events)
 
+    def _check_before_entry(self, now_ms: int) -> Outcome:
+        """An entry signal for a flat symbol: the loss limits are checked at this close first.
+
+        This marks the equity before the entry, so an entry bar in a new trading day is measured from it
+        (flat equity changes only by fills, each of which is checked, so the latest check holds the equity
+        at the reset), and gives the breakers today's daily loss before the entry asks them. Flat bars
+        without a signal are not checked (O(1)) unless a loss-limit halt waits to be lifted.
+        """
+        return self.check_account(now_ms)
+
     def _lift_expired_limit_halt(self, now_ms: int) -> tuple[Event, ...]:
-        """While flat, a daily-loss halt is only re-checked when an entry signal comes (O(1) otherwise)."""
-        check = self.limits.check(self.portfolio.equity(), now_ms)
-        self.last_limit_check = check
+        """While flat and halted by a loss limit, every bar re-checks the limits (skipped inside the quiet band,
+        i.e. until the trading day ends), so a daily-loss halt shows ACTIVE from the next day's first bar."""
+        events: tuple[Event, ...] = ()
         if self.limits.halted:
-            return check.events
+            check = self.limits.check_unless_quiet(self.portfolio.equity(), now_ms)
+            if check is None:
+                return ()
+            self.last_limit_check = check
+            if self.limits.halted:
+                return check.events
+            events = check.events
         self._halted_by_limit = False
-        return check.events + self._state_event(TradingState.ACTIVE, now_ms, "loss limit halt lifted")
+        return events + self._state_event(TradingState.ACTIVE, now_ms, "loss limit halt lifted")
 
     def _manage_position(self, prepared: PreparedSymbol, index: int, now_ms: int) -> tuple[Decision, ...]:
         symbol = prepared.symbol
@@ -325,7 +348,7 @@ class DecisionCore:
         what keeps a bar with an open position cheap; :attr:`last_limit_check` still reports it.
 
         Args:
-            now_ms: time of the check (UTC ms).
+            now_ms: the close of the bar the equity is marked at (UTC ms; its trading day: ``engine.trading_day``).
             equity: ``portfolio.equity()`` if the caller already computed it (quote currency).
         """
         if equity is None:
@@ -355,17 +378,27 @@ class DecisionCore:
         """The driver filled or rejected the symbol's pending order."""
         self.pending.discard(symbol)
 
-    def on_trade_closed(self, trade: ClosedTrade, now_ms: int) -> Outcome:
-        """Feed a closed trade to the loss breaker (streak and daily loss)."""
-        update = self.breaker.record_trade_result(trade.pnl, now_ms)
+    def on_trade_closed(self, trade: ClosedTrade, now_ms: int, bar_close_ms: int | None = None) -> Outcome:
+        """Check the loss limits and feed the closed trade to the loss breaker (streak and daily loss).
+
+        Args:
+            now_ms: when the trade closed (UTC ms; the breakers' clock).
+            bar_close_ms: the close of the bar the exit filled in, when simulated: the fill counts in that
+                bar's trading day. None (live): the fill is the instant ``now_ms``.
+        """
         equity = self.portfolio.equity()
-        check = self.limits.check_unless_quiet(equity, now_ms)
+        if bar_close_ms is None:
+            check = self.limits.check_unless_quiet(equity, now_ms, instant=True)
+        else:
+            check = self.limits.check_unless_quiet(equity, bar_close_ms)
         limit_events: tuple[Event, ...] = ()
         if check is None:  # skipped as a no-op (see check_account): only its daily loss is needed here
             daily_loss_pct = self.limits.quiet_daily_loss_pct(equity)
         else:
             self.last_limit_check = check
             daily_loss_pct, limit_events = check.daily_loss_pct, check.events
+        # The breaker reads the limits' daily loss of now, not the one it kept from an earlier trade or day.
+        update = self.breaker.record_trade_result(trade.pnl, now_ms, daily_loss_pct)
         loss_update = self.breaker.check_loss_circuit(self.breaker.consecutive_losses, daily_loss_pct, now_ms)
         return Outcome((), update.events + loss_update.events + limit_events)
 
@@ -375,12 +408,16 @@ class DecisionCore:
         return Outcome((), self._state_event(TradingState.HALTED, now_ms, reason))
 
     def resume(self, now_ms: int) -> Outcome:
-        """Allow entries again; also lifts a latched loss-limit halt (a person decided)."""
-        events: tuple[Event, ...] = ()
-        if self.limits.halted:
-            events += self.limits.manual_resume(self.portfolio.equity(), now_ms)
-        self._halted_by_limit = False
-        events += self._state_event(TradingState.ACTIVE, now_ms, "resumed")
+        """Allow entries again; also lifts a latched loss-limit halt (the engine asks for a grant first)."""
+        events = self.clear_limit_halt(now_ms).events + self._state_event(TradingState.ACTIVE, now_ms, "resumed")
+        return Outcome((), events)
+
+    def clear_limit_halt(self, now_ms: int) -> Outcome:
+        """A person lifts a latched loss-limit halt; a HALTED state caused only by that halt ends with it."""
+        events = self.limits.manual_resume(self.portfolio.equity(), now_ms)
+        if self._halted_by_limit:
+            self._halted_by_limit = False
+            events += self._state_event(TradingState.ACTIVE, now_ms, "loss limit halt lifted manually")
         return Outcome((), events)
 
     def emergency_exit(self, now_ms: int, reason: str) -> Outcome:

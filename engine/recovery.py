@@ -1,7 +1,8 @@
 """Provides restart recovery: reload the persisted decision state and account, before reconciling.
 
-What the store holds is restored first (DecisionCore: trading state, loss limits, breakers and the
-emergency-exit latch; the account: cash and positions with their stops). The live order manager then
+What the store holds is restored first (runtime risk changes over the loaded settings, see
+:mod:`engine.risk_overrides`; DecisionCore: trading state, loss limits, breakers and the emergency-exit
+latch; the account: cash and positions with their stops). The live order manager then
 reconciles that with the exchange (:meth:`engine.order_manager.OrderManager.start`), which is the
 source of truth for orders, balances and positions.
 """
@@ -14,13 +15,14 @@ from typing import Any
 from engine.decision import DecisionCore
 from engine.persistence import CORE_STATE_KEY, PORTFOLIO_STATE_KEY, restore_portfolio
 from engine.portfolio import OpenPosition, Portfolio
+from engine.risk_overrides import restore_risk_overrides
 
 log = logging.getLogger(__name__)
 
 
 async def restore_engine_state(store: Any, core: DecisionCore, portfolio: Portfolio) -> list[str]:
     """Load the last persisted core and account state; returns what was restored, for the log."""
-    notes: list[str] = []
+    notes = await restore_risk_overrides(store, core)  # settings first: the state below is kept as it is
     core_state = await store.get_state(CORE_STATE_KEY)
     if core_state:
         core.restore(core_state)

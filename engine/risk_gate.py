@@ -1,7 +1,9 @@
 """Provides RiskChangeGate: runtime risk changes and breaker overrides only with a one-time authentication grant.
 
-``SetRiskLimit`` and ``ResumeBreaker`` move the engine's safety limits, so the engine refuses them unless
-they carry a grant issued here after an authentication step (issue 9)::
+``SetRiskLimit`` and ``ResumeBreaker`` move the engine's safety limits, and so does a ``Resume`` that would
+lift a latched loss-limit halt or the emergency-exit latch (:mod:`engine.latches`; :func:`needs_grant` says
+whether it would), so the engine refuses them unless they carry a grant issued here after an authentication
+step (issues 9, 14)::
 
     command = SetRiskLimit(source="console", key="risk.max_daily_loss_percent", value=3.0)
     granted = await engine.risk_gate.authorize_with_passphrase(command, passphrase)       # console dialog
@@ -28,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from engine.breaker import CircuitBreaker
-from engine.commands import Command, ResumeBreaker, SetRiskLimit
+from engine.commands import Command, Resume, ResumeBreaker, SetRiskLimit
 from engine.config import BreakerConfig, RiskConfig
+from engine.latches import EMERGENCY, breaker_rows, latched_overrides
 from engine.security.audit import AuditAction, AuditLog
 from engine.security.auth import PassphraseHash, RiskChange, RiskChangeAuthorizer
 
@@ -38,13 +40,14 @@ log = logging.getLogger(__name__)
 
 GRANT_TTL_S = 120.0
 GRANT_TOKEN_BYTES = 24
-GuardedCommand = SetRiskLimit | ResumeBreaker
-GUARDED_COMMANDS: tuple[type[Command], ...] = (SetRiskLimit, ResumeBreaker)
+GuardedCommand = SetRiskLimit | ResumeBreaker | Resume
+GUARDED_COMMANDS: tuple[type[Command], ...] = (SetRiskLimit, ResumeBreaker, Resume)
+RESUME_PARAMETER = "trading.resume"
 SET_PASSPHRASE_HINT = (
     "no risk-change passphrase is configured: run `tradebot secrets set-risk-passphrase` "
     "(it is kept in the encrypted secrets file) and restart the engine"
 )
-EMERGENCY_BREAKER = "emergency"
+EMERGENCY_BREAKER = EMERGENCY
 
 
 class RiskChangeRefused(Exception):
@@ -97,18 +100,29 @@ def describe_change(core: Any, command: GuardedCommand) -> RiskChange:
     if isinstance(command, SetRiskLimit):
         old_value, _ = risk_setting_change(core, command.key, command.value)
         return RiskChange(command.key, old_value, command.value)
-    breaker: CircuitBreaker = core.breaker
+    if isinstance(command, Resume):
+        latched = latched_overrides(core)
+        if not latched:
+            raise RiskChangeRefused("nothing is latched: a plain resume needs no authentication")
+        return RiskChange(RESUME_PARAMETER, "latched: " + "; ".join(latched), "active")
     if command.breaker == EMERGENCY_BREAKER:
-        return RiskChange("breaker.emergency", breaker.emergency_phase or "none", "none")
-    names = [status.name for status in breaker.statuses()]
-    if command.breaker not in names:
-        raise RiskChangeRefused(f"unknown breaker {command.breaker!r}; expected one of {', '.join(names)}")
-    return RiskChange(f"breaker.{command.breaker}", str(breaker.status(command.breaker).state), "closed")
+        return RiskChange("breaker.emergency", core.breaker.emergency_phase or "none", "none")
+    rows = {status.name: status for status in breaker_rows(core)}
+    if command.breaker not in rows:
+        raise RiskChangeRefused(f"unknown breaker {command.breaker!r}; expected one of {', '.join(rows)}")
+    return RiskChange(f"breaker.{command.breaker}", str(rows[command.breaker].state), "closed")
+
+
+def needs_grant(core: Any, command: Command) -> bool:
+    """Whether the engine would refuse ``command`` without a grant now (a plain resume of a manual halt: no)."""
+    if isinstance(command, Resume):
+        return bool(latched_overrides(core))
+    return isinstance(command, GUARDED_COMMANDS)
 
 
 def change_detail(core: Any, command: Command) -> dict[str, Any]:
     """``{"parameter", "old", "new"}`` for an audit row of a guarded command; never raises."""
-    if not isinstance(command, SetRiskLimit | ResumeBreaker):
+    if not isinstance(command, SetRiskLimit | ResumeBreaker | Resume) or not needs_grant(core, command):
         return {}
     try:
         change = describe_change(core, command)
@@ -176,6 +190,10 @@ class RiskChangeGate:
     def passphrase_configured(self) -> bool:
         """Whether a console (passphrase) risk change can succeed at all."""
         return self._passphrase_configured
+
+    def needs_grant(self, command: Command) -> bool:
+        """Whether ``command`` needs authentication now (see :func:`needs_grant`)."""
+        return needs_grant(self._core, command)
 
     def describe(self, command: GuardedCommand) -> RiskChange:
         """The change ``command`` asks for (see :func:`describe_change`)."""
@@ -268,4 +286,6 @@ class RiskChangeGate:
 def _unknown_change(command: GuardedCommand) -> tuple[str, Any, Any]:
     if isinstance(command, SetRiskLimit):
         return command.key, None, command.value
+    if isinstance(command, Resume):
+        return RESUME_PARAMETER, None, "active"
     return f"breaker.{command.breaker}", None, "closed"

@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 from engine.bus import EngineHandle, Subscription
 from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
 from engine.config import Settings
+from engine.errors import EngineAlreadyRunningException
 from engine.logs import configure_logging
 from engine.models import BreakerStatus, CircuitState, Position, TradingState
 from engine.snapshot import EngineSnapshot
@@ -120,6 +121,7 @@ class TradebotApp(App[int]):
         self.hangup_guard = TerminalLossGuard(self)
         self._log_seeded = False
         self._shutting_down = False
+        self.engine_refusal: EngineAlreadyRunningException | None = None  # another engine holds the database
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -201,7 +203,10 @@ class TradebotApp(App[int]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.engine_worker:
             return
-        if event.state is WorkerState.ERROR:
+        if event.state is WorkerState.ERROR and isinstance(event.worker.error, EngineAlreadyRunningException):
+            self.engine_refusal = event.worker.error  # run_console reports it (one line) once the terminal is back
+            self.exit(return_code=2)
+        elif event.state is WorkerState.ERROR:
             logger.error("engine stopped with an error", exc_info=event.worker.error)
             self.query_one(StatusBar).set_engine_note(f"engine failed: {event.worker.error}")
             self.notify(f"The engine stopped: {event.worker.error}", severity="error", timeout=30)
@@ -244,8 +249,14 @@ class TradebotApp(App[int]):
         self.notify("Halt sent: no new entries once the engine confirms.", title="halt")
 
     async def action_resume(self) -> None:
-        await self.submit(Resume(source=COMMAND_SOURCE))
-        self.notify("Resume sent.", title="resume")
+        """Resume; lifting a latched loss-limit halt or the emergency latch asks for the passphrase first."""
+        command = Resume(source=COMMAND_SOURCE)
+        gate = getattr(self.engine, "risk_gate", None)
+        if gate is not None and gate.needs_grant(command):
+            self.open_risk_dialog(resume=True)
+            return
+        await self.submit(command)  # the engine refuses it if a latch needs a grant after all
+        self.notify("Resume sent; the state changes once the engine reports it.", title="resume")
 
     def action_emergency_exit(self) -> None:
         count = len(self.snapshot.positions) if self.snapshot else 0
@@ -287,8 +298,9 @@ class TradebotApp(App[int]):
             return next((s for s in statuses if s.name == table.selected_key()), None)
         return next((s for s in statuses if s.state is not CircuitState.CLOSED), None)
 
-    def open_risk_dialog(self, breaker: BreakerStatus | None = None) -> None:
-        """The passphrase-authenticated risk-change dialog; only a granted command is submitted."""
+    def open_risk_dialog(self, breaker: BreakerStatus | None = None, *, resume: bool = False) -> None:
+        """The passphrase-authenticated risk-change dialog (a limit, a breaker or latch reset, or a resume
+        that lifts a latch); only a granted command is submitted."""
         gate = getattr(self.engine, "risk_gate", None)
         if gate is None:
             self.notify("Risk changes are available once the engine runs.", severity="error")
@@ -304,7 +316,7 @@ class TradebotApp(App[int]):
             await self.submit(granted)
             self.notify("Authorised change sent; the event log shows when the engine applied it.", title="risk")
 
-        self.push_screen(RiskChangeScreen(gate, breaker=breaker), answered)
+        self.push_screen(RiskChangeScreen(gate, breaker=breaker, resume=resume), answered)
 
     def action_risk_limits(self) -> None:
         self.open_risk_dialog()

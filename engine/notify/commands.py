@@ -7,6 +7,8 @@ Commands (only from chats in ``telegram.allowed_chat_ids``):
 ``/halt`` ``/resume``
     ``engine.submit(Halt(source="telegram:<chat id>"))`` / ``Resume``; the reply says the command
     was queued, and the engine's ``TradingStateChanged`` event (sent as an alert) says it happened.
+    A resume that would lift a latched loss-limit halt or the emergency-exit latch is a breaker
+    override: it is confirmed with a code like ``/resume_breaker`` below.
 ``/exit_all``
     Asks for confirmation with a one-time 4-digit code: the same chat must answer
     ``/confirm <code>`` (``/confirm EXIT <code>`` also works) or reply ``YES <code>`` within the
@@ -14,7 +16,8 @@ Commands (only from chats in ``telegram.allowed_chat_ids``):
     ``EmergencyExit`` is submitted.
 ``/set KEY VALUE`` ``/resume_breaker NAME``
     A runtime risk change (``SetRiskLimit``, e.g. ``/set risk.max_daily_loss_percent 3``) or a
-    breaker override (``ResumeBreaker``). The request is checked first (unknown setting or invalid
+    breaker override (``ResumeBreaker``; the names of ``/breakers``, including the ``emergency`` and
+    ``loss_limit`` latches). The request is checked first (unknown setting or invalid
     value: refused and audited), then the chat is asked to confirm it with a code exactly like
     ``/exit_all``. Only a confirmed request from an allowed chat gets a grant from the engine's
     :class:`engine.risk_gate.RiskChangeGate` and is submitted; every outcome (authorised, wrong
@@ -72,10 +75,10 @@ HELP_TEXT = (
     "/pnl – profit and loss today\n"
     "/breakers – circuit breakers\n"
     "/halt – stop new entries\n"
-    "/resume – allow new entries\n"
+    "/resume – allow new entries (lifting a latched loss limit or emergency exit asks for confirmation)\n"
     "/exit_all – close everything (asks for confirmation)\n"
     "/set KEY VALUE – change a risk setting, e.g. /set risk.max_daily_loss_percent 3 (asks for confirmation)\n"
-    "/resume_breaker NAME – reset a tripped circuit breaker (asks for confirmation)\n"
+    "/resume_breaker NAME – reset a tripped breaker or latch, e.g. emergency (asks for confirmation)\n"
     "/report – the daily report now"
 )
 
@@ -92,6 +95,8 @@ class RiskGate(Protocol):
     """The engine's risk-change gate (``engine.risk_gate.RiskChangeGate`` has this shape)."""
 
     async def check(self, command: Any) -> Any: ...
+
+    def needs_grant(self, command: Any) -> bool: ...
 
     async def authorize_from_chat(
         self, command: Any, chat_id: int, allowed_chat_ids: Any, *, confirmed: bool
@@ -298,7 +303,11 @@ class TelegramCommands:
         )
 
     async def _resume(self, update: Update, args: list[str]) -> None:
-        await self._submit(update, Resume(source=self._source(update)), "▶️ Resume sent to the engine.")
+        command = Resume(source=self._source(update))
+        if self._risk_gate is not None and self._risk_gate.needs_grant(command):
+            await self._ask_risk_change(update, command)  # lifts a latch: confirmed like a breaker override
+            return
+        await self._submit(update, command, "▶️ Resume sent to the engine.")
 
     async def _exit_all(self, update: Update, args: list[str]) -> None:
         chat = update.effective_chat
@@ -370,7 +379,7 @@ class TelegramCommands:
             return
         await self._ask_risk_change(update, ResumeBreaker(source=self._source(update), breaker=args[0]))
 
-    async def _ask_risk_change(self, update: Update, command: SetRiskLimit | ResumeBreaker) -> None:
+    async def _ask_risk_change(self, update: Update, command: SetRiskLimit | ResumeBreaker | Resume) -> None:
         chat = update.effective_chat
         assert chat is not None
         if self._risk_gate is None:
@@ -418,4 +427,6 @@ class TelegramCommands:
 
 
 def _risk_change_title(command: Any) -> str:
+    if isinstance(command, Resume):
+        return "Resume from a latched halt"
     return "Breaker override" if isinstance(command, ResumeBreaker) else "Risk change"

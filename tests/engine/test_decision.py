@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -116,3 +118,30 @@ def test_state_round_trip_keeps_a_limit_halt_liftable() -> None:
     fresh = account(risk=risk)
     fresh.core.restore(state)
     assert fresh.core.to_state() == state
+
+
+def test_the_shown_volatility_value_follows_every_calm_bar_without_changing_decisions() -> None:
+    item = prepared(flat_candles(4))
+    item = replace(item, atr=np.array([1.0, 1.5, 2.0, 1.2]), normal_volatility=np.full(4, 1.0))
+    sim = account()
+    sim.process_bar(item, 0)
+    state = sim.core.to_state()
+    sim.process_bar(item, 1)  # calm: no alarm, breaker closed, so its trip logic is not fed
+    assert sim.core.breaker.status("volatility").value == pytest.approx(1.5)
+    sim.process_bar(item, 2)
+    assert sim.core.breaker.status("volatility").value == pytest.approx(2.0)
+    assert sim.core.to_state() == state and sim.core.idle  # a display value only: no state, nothing watched
+
+
+def test_a_lifted_daily_halt_shows_active_on_the_first_bar_of_the_next_day_without_a_signal() -> None:
+    risk = RiskConfig(**BIG_RISK, max_daily_loss_percent=5.0, max_drawdown_percent=50.0)
+    opens = [100.0, 100.0] + [85.0] * 28
+    item = prepared(candles(opens, [o + 0.5 for o in opens], [o - 0.5 for o in opens], opens), entries={0: 1})
+    sim = run(account(risk=risk), item, upto=23)  # bar 22 closes at 23:00 on the first day
+    assert sim.core.trading_state is TradingState.HALTED and not sim.core.portfolio.positions
+    seen = len(sim.log.events)
+    for index in (23, 24):  # bar 24 opens on the next day (bar 23 closes at its midnight)
+        sim.process_bar(item, index)
+    assert sim.core.trading_state is TradingState.ACTIVE
+    lifted = [e for e in sim.log.events[seen:] if e.kind == "TradingStateChanged"]
+    assert [e.data["reason"] for e in lifted] == ["loss limit halt lifted"]

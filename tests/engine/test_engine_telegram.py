@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from engine.commands import EmergencyExit
 from engine.models import CircuitState, TradingState
 from engine.runtime import TradingEngine
 from engine.security.audit import AuditLog
@@ -190,6 +191,27 @@ async def test_resume_breaker_with_a_confirmation_resets_a_tripped_breaker(tmp_p
     await reply_to(api, f"YES {confirmation_code(prompt)}")
     await wait_for_event(events, "BreakerReset")
     assert engine.core.breaker.status("loss").state is CircuitState.CLOSED
+    await finish(engine, task)
+
+
+async def test_resume_after_an_emergency_exit_asks_to_confirm_then_lifts_the_latch(
+    tmp_path: Path, api: FakeBotApi
+) -> None:
+    engine = telegram_engine(tmp_path, api)
+    events = engine.bus.subscribe("test")
+    task = await started_and_connected(engine)
+    await engine.submit(EmergencyExit(source="console"))
+    await wait_for_event(events, "EmergencyExitCompleted")
+    await api.wait_for_sent(lambda m: "Emergency exit completed" in m.text, timeout=WAIT_S)  # alerts, not replies
+
+    prompt = await reply_to(api, "/resume")
+    assert "Resume from a latched halt" in prompt and "emergency (done)" in prompt
+    assert engine.core.trading_state is TradingState.HALTED  # nothing was submitted yet
+    api.queue_text(PRIVATE_CHAT, f"YES {confirmation_code(prompt)}")
+    await api.wait_for_sent(lambda m: "Resume from a latched halt sent" in m.text, timeout=WAIT_S)
+    await wait_for_event(events, "EmergencyExitCleared")
+    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["to"] == "ACTIVE")
+    assert engine.core.breaker.emergency_phase is None
     await finish(engine, task)
 
 

@@ -14,12 +14,12 @@ HELP_TEXT = """\
 | key | action |
 |---|---|
 | `h` | **halt**: no new entries; open positions keep their stops |
-| `r` | **resume** new entries (a latched breaker still needs its own reset) |
+| `r` | **resume** new entries (lifting a loss-limit halt or the emergency latch asks for the passphrase) |
 | `x` | **emergency exit**: cancel every order, close every position at market, halt (type EXIT to confirm) |
 | `c` | **close** the position under the cursor at market (asks first) |
 | `b` | **backtest** screen (runs in the background; `h` and `x` keep working) |
 | `l` | **limits**: change a risk or breaker setting (asks for the risk-change passphrase) |
-| `u` | **reset** a tripped breaker (the one under the cursor in the breakers pane, or enter there; passphrase) |
+| `u` | **reset** a tripped breaker or latch (`emergency`, `loss_limit`) under the cursor, or enter; passphrase |
 | `?` | this help |
 | `q` | **quit** (asks first when positions are open) |
 | `tab` | move between panes; arrows move the cursor |

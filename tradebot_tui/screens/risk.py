@@ -1,4 +1,5 @@
-"""Provides the risk-change dialog: a risk limit or a breaker reset, authorised with the risk-change passphrase.
+"""Provides the risk-change dialog: a risk limit, a breaker or latch reset, or a resume that lifts a latch,
+authorised with the risk-change passphrase.
 
 The dialog never changes anything itself. It asks the engine's gate
 (:class:`engine.risk_gate.RiskChangeGate`) to authenticate the request with the passphrase; only then
@@ -18,7 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.commands import Command, ResumeBreaker, SetRiskLimit
+from engine.commands import Command, Resume, ResumeBreaker, SetRiskLimit
+from engine.latches import EMERGENCY, LOSS_LIMIT
 from engine.models import BreakerStatus
 from engine.risk_gate import RiskChangeRefused, settable_keys
 from engine.security.auth import AuthenticationFailed
@@ -39,7 +41,18 @@ class RiskGate(Protocol):
 
     def current_value(self, key: str) -> Any: ...
 
+    def describe(self, command: Any) -> Any: ...
+
     async def authorize_with_passphrase(self, command: Any, passphrase: str) -> Any: ...
+
+
+def _reset_consequence(status: BreakerStatus) -> str:
+    """What resetting the breaker or latch row does, in the dialog's words."""
+    if status.name == EMERGENCY:
+        return "Clearing it ends the emergency-exit latch; trading stays halted until you resume (r)"
+    if status.name == LOSS_LIMIT:
+        return "Lifting it re-bases the loss limits on the equity now and lets entries resume"
+    return "Resetting it lets entries resume"
 
 
 class RiskChangeScreen(ModalScreen[Command | None]):
@@ -47,7 +60,8 @@ class RiskChangeScreen(ModalScreen[Command | None]):
 
     Args:
         gate: the engine's risk-change gate.
-        breaker: reset this breaker instead of changing a limit (only the passphrase is asked).
+        breaker: reset this breaker (or latch row) instead of changing a limit (only the passphrase is asked).
+        resume: resume trading, lifting the latched loss-limit halt and emergency latch (only the passphrase).
     """
 
     DEFAULT_CSS = DIALOG_CSS.replace("ConfirmScreen, TypedConfirmScreen", "RiskChangeScreen") + """
@@ -57,15 +71,27 @@ class RiskChangeScreen(ModalScreen[Command | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, gate: RiskGate, *, breaker: BreakerStatus | None = None) -> None:
+    def __init__(self, gate: RiskGate, *, breaker: BreakerStatus | None = None, resume: bool = False) -> None:
         super().__init__()
         self.gate = gate
         self.breaker = breaker
+        self.resume = resume and breaker is None
         self.attempts = 0
+
+    def _resume_body(self) -> str:
+        try:
+            latched = str(self.gate.describe(Resume(source=COMMAND_SOURCE)).old_value)
+        except RiskChangeRefused:
+            latched = "nothing is latched any more"
+        return (f"Resuming lifts what blocks entries ({latched}). The override needs the risk-change "
+                "passphrase and is written to the audit log.")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            if self.breaker is None:
+            if self.resume:
+                yield Label("RESUME FROM A LATCHED HALT", id="dialog-title")
+                yield Static(self._resume_body(), id="dialog-body")
+            elif self.breaker is None:
                 yield Label("CHANGE A RISK LIMIT", id="dialog-title")
                 yield Static("Pick the setting and its new value; the change needs the risk-change passphrase "
                              "and is written to the audit log.", id="dialog-body")
@@ -77,7 +103,7 @@ class RiskChangeScreen(ModalScreen[Command | None]):
                 yield Label(f"RESET BREAKER {status.name.upper()}", id="dialog-title")
                 yield Static(
                     f"The {status.name} breaker is {status.state.value.replace('_', '-')}"
-                    f"{f' ({status.reason})' if status.reason else ''}. Resetting it lets entries resume; "
+                    f"{f' ({status.reason})' if status.reason else ''}. {_reset_consequence(status)}; "
                     "the override needs the risk-change passphrase and is written to the audit log.",
                     id="dialog-body",
                 )
@@ -90,7 +116,8 @@ class RiskChangeScreen(ModalScreen[Command | None]):
     def on_mount(self) -> None:
         for field in self.query(Input):
             field.cursor_blink = not self.app.is_headless  # steady cursor in tests and screenshots
-        self.query_one("#risk-key" if self.breaker is None else "#risk-passphrase").focus()
+        limit_dialog = self.breaker is None and not self.resume
+        self.query_one("#risk-key" if limit_dialog else "#risk-passphrase").focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         current = self.query_one("#risk-current", Static)
@@ -117,12 +144,14 @@ class RiskChangeScreen(ModalScreen[Command | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def requested(self) -> SetRiskLimit | ResumeBreaker:
+    def requested(self) -> SetRiskLimit | ResumeBreaker | Resume:
         """The command the fields describe (not yet authorised).
 
         Raises:
             ValueError: no setting picked, or the value is not a number.
         """
+        if self.resume:
+            return Resume(source=COMMAND_SOURCE)
         if self.breaker is not None:
             return ResumeBreaker(source=COMMAND_SOURCE, breaker=self.breaker.name)
         key = self.query_one("#risk-key", Select).value
