@@ -5,9 +5,12 @@ the acknowledgement and fills. The account's records are the truth: an entry is 
 fees Binance takes in the base asset, and stops and exits sell what is free, floored to the lot.
 
 Each position carries a protection state (:mod:`engine.execution.protection`) that one bounded loop,
-:meth:`OrderManager.drive_protection`, moves on: a fill is followed at once by an exchange stop; a stop
-the market has already crossed becomes one market exit; a refused stop or exit raises a critical
-alert (a refused exit also halts entries) and is retried on the next bar. An order whose outcome is
+:meth:`OrderManager.drive_protection`, moves on: a fill is followed at once by an exchange stop, placed
+together with the decision's take-profit target as one pair where the venue allows it (Binance OCO);
+elsewhere the engine checks the target on each closed bar as the backtest's fill model does
+(:mod:`engine.execution.take_profit`). A stop the market has already crossed becomes one market exit;
+a refused stop or exit raises a critical alert (a refused exit also halts entries) and is retried on
+the next bar. Fills are booked by :class:`engine.execution.booking.Bookkeeper`. An order whose outcome is
 unknown stays unknown (``submitted``) and is looked up on every candle until it is found or proven
 absent; it is never re-sent blind. After a restart :meth:`OrderManager.start` reconciles the stored
 orders, positions, stops and cash with the exchange (see :mod:`engine.reconcile`).
@@ -22,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from engine.decision import Decision, EntryDecision, ExitDecision, StopMoved
 from engine.errors import ExchangeCallException, OrderOutcomeUnknownException
-from engine.execution.booking import BALANCE_TOLERANCE, average_price, book_entry, exit_fee_quote
+from engine.execution.booking import Bookkeeper
 from engine.execution.broker import Broker, OrderAck, make_client_order_id
 from engine.execution.order_resolution import Outcome
 from engine.execution.protection import OrderRateGovernor, Protection, ProtectionState
 from engine.execution.protector import Protector
-from engine.models import Event, Fill, Order, OrderStatus, OrderType, PositionSide, Side
-from engine.portfolio import QUANTITY_EPSILON
+from engine.execution.stop_mover import StopMover
+from engine.execution.take_profit import Targets
+from engine.fills import FillModel
+from engine.models import Event, Order, OrderStatus, OrderType, PositionSide, Side
 from engine.strategy import PreparedSymbol
 
 if TYPE_CHECKING:
@@ -43,7 +48,7 @@ _P = ProtectionState
 
 
 def order_kind(order: Order) -> str:
-    """``entry``, ``exit`` or ``stop`` from the order's stored reason (written with the intent)."""
+    """``entry``, ``exit``, ``stop`` or ``target`` from the order's stored reason (written with the intent)."""
     return order.reason.partition(":")[0]
 
 
@@ -54,11 +59,14 @@ class OrderManager:
         engine: the running engine (core, portfolio, store, clock, emit).
         broker: the venue, e.g. :class:`engine.execution.ccxt_broker.CcxtBroker`.
         governor: the order-rate bound (default: from ``settings.exchange``).
+        exchange_targets: rest the take-profit target on the exchange with the stop where the venue allows
+            it; False leaves every target to the engine's check on each closed bar.
     """
 
     mode = "live"
 
-    def __init__(self, engine: TradingEngine, broker: Broker, governor: OrderRateGovernor | None = None) -> None:
+    def __init__(self, engine: TradingEngine, broker: Broker, governor: OrderRateGovernor | None = None, *,
+                 exchange_targets: bool = True) -> None:
         self.engine = engine
         self.broker = broker
         self.core = engine.core
@@ -66,12 +74,18 @@ class OrderManager:
         exchange = engine.settings.exchange
         self.governor = governor or OrderRateGovernor(exchange.max_orders_per_symbol_per_minute,
                                                       exchange.max_orders_per_minute)
-        self.stops: dict[str, Order] = {}  # symbol -> its resting exchange stop
+        self.exchange_targets = exchange_targets
+        self.stops: dict[str, Order] = {}  # symbol -> its resting exchange stop (lone, or a pair's stop leg)
+        self.targets: dict[str, Order] = {}  # symbol -> the take-profit leg resting in one pair with its stop
         self.uncertain: dict[str, Order] = {}  # client id -> order whose outcome is unknown
+        self.pair_intents: dict[str, Order] = {}  # an uncertain pair's stop client id -> its target leg
         self.protection: dict[str, Protection] = {}
         self.base_assets: dict[str, str] = {}
         self._sequence = itertools.count(1)
+        self.books = Bookkeeper(self)
         self.protector = Protector(self)
+        self.stop_mover = StopMover(self)
+        self.targets_side = Targets(self, FillModel.from_config(engine.settings.backtest))
 
     # ------------------------------------------------------------------------------------ helpers
     @property
@@ -104,7 +118,7 @@ class OrderManager:
     def busy(self) -> bool:
         return bool(self.uncertain)
 
-    def _save_portfolio(self) -> None:
+    def save_portfolio(self) -> None:
         self.engine.recorder.save_portfolio(self.portfolio, self.now())  # type: ignore[union-attr]
 
     def halt(self, reason: str) -> None:
@@ -154,6 +168,8 @@ class OrderManager:
         if symbol in self.portfolio.positions:
             self.protection_of(symbol).new_budget()  # one retry per bar for a refused stop or exit
             await self.drive_protection(symbol)
+        if symbol in self.portfolio.positions:  # the closed bar's target, as the fill model takes it
+            await self.targets_side.check_bar(prepared, index)
         if symbol in self.portfolio.positions:
             self.portfolio.mark(symbol, float(prepared.candles.close[index]))
             account = self.core.check_account(close_ms)
@@ -174,24 +190,20 @@ class OrderManager:
             if isinstance(decision, EntryDecision):
                 await self._enter(decision)
             elif isinstance(decision, StopMoved):
-                await self._move_stop(decision)
+                await self.stop_mover.move_stop(decision)
             elif isinstance(decision, ExitDecision):
                 await self._exit(decision)
 
     async def cancel_open_orders(self) -> int:
         cancelled = 0
-        for symbol, stop in list(self.stops.items()):
+        for symbol in list(self.stops):
             try:
-                ack = await self.broker.cancel_order(stop.client_order_id, symbol)
+                gone = await self.protector.cancel_resting(symbol)
             except ExchangeCallException as exc:
                 self.emit("OrderCancelFailed", f"{symbol}: could not cancel stop: {exc}", {"symbol": symbol},
                            "critical")
                 continue
-            await self.save(replace(stop, status=ack.status))
-            if ack.status is OrderStatus.FILLED:
-                await self.stop_filled(symbol, stop, ack)
-            else:
-                self.stops.pop(symbol, None)
+            if gone:
                 self.protection_of(symbol).enter(_P.UNPROTECTED)
                 cancelled += 1
         return cancelled
@@ -203,8 +215,10 @@ class OrderManager:
             self.core.order_resolved(symbol)  # spot: no shorting through this broker
             return
         cid = make_client_order_id(CLIENT_ID_PREFIX, symbol, decision.decided_ms, ENTRY)
+        # A market entry has no price of its own: ``price`` carries the decision's take-profit target.
         intent = Order(cid, symbol, Side.BUY, OrderType.MARKET, decision.quantity, OrderStatus.INTENT, self.now(),
-                       stop_price=decision.stop_price, reason=f"{ENTRY}: {decision.reason}")
+                       price=decision.take_profit_price, stop_price=decision.stop_price,
+                       reason=f"{ENTRY}: {decision.reason}")
         await self.save(intent)  # write-ahead: persisted before anything is sent
         try:
             ack = await self.broker.submit_market_order(cid, symbol, Side.BUY, decision.quantity)
@@ -214,36 +228,7 @@ class OrderManager:
         except ExchangeCallException as exc:
             await self._rejected(intent, exc)
             return
-        await self.apply_entry(intent, ack)
-
-    async def apply_entry(self, intent: Order, ack: OrderAck) -> None:
-        """Book an entry's acknowledgement (net of base-asset fees), then protect it at once."""
-        symbol = intent.symbol
-        order = replace(ack.order, reason=intent.reason, stop_price=intent.stop_price, created_ms=intent.created_ms)
-        self.uncertain.pop(intent.client_order_id, None)
-        if ack.filled_quantity <= QUANTITY_EPSILON:
-            await self.save(replace(order, status=OrderStatus.REJECTED if ack.status.is_terminal else order.status))
-            self.core.order_resolved(symbol)
-            return
-        if symbol in self.portfolio.positions:  # a restart found a fill already booked
-            await self.save(order)
-            self.core.order_resolved(symbol)
-            return
-        booked = book_entry(ack, self.base_asset(symbol))
-        stop_price = float(intent.stop_price or 0.0)
-        position = self.portfolio.open(symbol, PositionSide.LONG, booked.quantity, booked.price, booked.fee_quote,
-                                       order.created_ms, stop_price)
-        await self._record_fills(order, ack.fills, position.to_position(), None)
-        self.core.order_resolved(symbol)
-        self._save_portfolio()
-        self.emit("PositionOpened", f"{symbol} long {booked.quantity:g} @ {booked.price:.8g} (stop {stop_price:.8g})",
-                   {"symbol": symbol, "side": "long", "qty": booked.quantity, "filled": ack.filled_quantity,
-                    "price": booked.price, "stop": stop_price, "client_order_id": order.client_order_id,
-                    "recovered": ack.recovered, "fills_known": booked.fills_known})
-        protection = self.protection_of(symbol)
-        protection.enter(_P.UNPROTECTED, "")
-        protection.new_budget()
-        await self.drive_protection(symbol)
+        await self.books.apply_entry(intent, ack)
 
     # --------------------------------------------------------------------------------- protection
     async def drive_protection(self, symbol: str) -> None:
@@ -252,21 +237,6 @@ class OrderManager:
 
     async def poll_stop(self, symbol: str) -> None:
         await self.protector.poll_stop(symbol)
-
-    async def _move_stop(self, decision: StopMoved) -> None:
-        await self.protector.move_stop(decision)
-
-    async def _stop_resting(self, symbol: str, stop: Order) -> None:
-        await self.protector.stop_resting(symbol, stop)
-
-    async def stop_filled(self, symbol: str, stop: Order, ack: OrderAck) -> None:
-        self.stops.pop(symbol, None)
-        order = replace(ack.order, reason=stop.reason, created_ms=stop.created_ms)
-        position = self.portfolio.positions.get(symbol)
-        if position is None:
-            await self.save(order)
-            return
-        await self._close(symbol, order, ack, "trailing_stop" if position.trailing_active else "stop")
 
     # -------------------------------------------------------------------------------------- exits
     async def _exit(self, decision: ExitDecision) -> None:
@@ -280,79 +250,15 @@ class OrderManager:
         protection.new_budget()
         await self.drive_protection(symbol)
 
-    async def apply_exit(self, intent: Order, ack: OrderAck) -> bool:
-        """Book a sell; True if part of the position is still held (it needs its stop)."""
-        self.uncertain.pop(intent.client_order_id, None)
-        order = replace(ack.order, reason=intent.reason, created_ms=intent.created_ms)
-        if ack.filled_quantity <= QUANTITY_EPSILON:
-            await self.save(replace(order, status=OrderStatus.REJECTED if ack.status.is_terminal else order.status))
-            self.protection_of(intent.symbol).enter(_P.EXITING)  # nothing sold: try again
-            return False
-        reason = intent.reason.partition(": ")[2] or "exit"
-        return await self._close(intent.symbol, order, ack, reason)
-
-    async def _close(self, symbol: str, order: Order, ack: OrderAck, reason: str) -> bool:
-        """Book what sold; the rest stays a position (>= 1 lot) or becomes dust. True if a position remains."""
-        price = ack.average_price or average_price(ack.fills) or float(order.stop_price or 0.0)
-        fee = exit_fee_quote(ack, self.base_asset(symbol), price)
-        position = self.portfolio.positions[symbol]
-        dust = self.portfolio.dust.pop(symbol, 0.0)
-        sold_of_position = min(ack.filled_quantity, position.quantity)
-        left = position.quantity + dust - ack.filled_quantity
-        remainder = None
-        if left > BALANCE_TOLERANCE and left >= self.core.limits_for(symbol).lot_step:
-            ratio = sold_of_position / position.quantity
-            remainder = replace(position, quantity=position.quantity - sold_of_position,
-                                entry_fee=position.entry_fee * (1 - ratio))
-            if dust > 0:
-                self.portfolio.dust[symbol] = dust  # nothing of it sold: still dust beside the remainder
-            self.portfolio.update(replace(position, quantity=sold_of_position, entry_fee=position.entry_fee * ratio))
-        else:
-            if left > BALANCE_TOLERANCE:
-                self.portfolio.dust[symbol] = left
-            if sold_of_position < position.quantity:  # the unsold part under one lot is dust now, not sold
-                ratio = sold_of_position / position.quantity
-                self.portfolio.update(replace(position, quantity=sold_of_position,
-                                              entry_fee=position.entry_fee * ratio))
-        trade = self.portfolio.close(symbol, price, fee, self.now(), reason)
-        if remainder is not None:
-            self.portfolio.update(remainder)
-        await self._record_fills(order, ack.fills, None if remainder is None else remainder.to_position(), trade)
-        self._save_portfolio()
-        self.emit("PositionClosed", f"{symbol} long closed @ {price:.8g} ({reason}) pnl {trade.pnl:+.2f}",
-                   {"symbol": symbol, "side": "long", "qty": trade.quantity, "entry": trade.entry_price,
-                    "exit": price, "pnl": trade.pnl, "reason": reason}, "info" if trade.pnl >= 0 else "warning")
-        self.engine.emit_all(self.core.on_trade_closed(trade, self.now()).events)
-        if remainder is None:
-            self.protection.pop(symbol, None)
-            self.core.order_resolved(symbol)
-            return False
-        self.emit("PositionReduced", f"{symbol}: only {trade.quantity:g} sold; {remainder.quantity:g} still "
-                   "held", {"symbol": symbol, "sold": trade.quantity, "qty": remainder.quantity}, "warning")
-        # What is still held gets its stop now; an exit still wanted is decided again on the next bar
-        # (selling the rest at once into the liquidity that just ran out would only sell it worse).
-        self.protection_of(symbol).enter(_P.UNPROTECTED)
-        self.core.order_resolved(symbol)
-        return True
-
-    async def _record_fills(self, order: Order, fills: tuple[Fill, ...], position: Any, trade: Any) -> None:
-        if not fills:  # the venue reported no trades: book one fill from the order's totals
-            fills = (Fill(order.client_order_id, order.symbol, order.side, order.filled_quantity,
-                          float(order.average_price or 0.0), 0.0, self.now(), trade_id=f"{order.client_order_id}-0"),)
-        async with self.store.transaction():
-            await self.save(order)
-            for i, fill in enumerate(fills):
-                last = i == len(fills) - 1
-                await self.store.record_fill(fill, position, trade if last else None, order=order)
-        self.emit("OrderFilled", f"{order.symbol} {order.side.value} {order.filled_quantity:g} filled",
-                   {"symbol": order.symbol, "client_order_id": order.client_order_id, "side": order.side.value,
-                    "qty": order.filled_quantity, "price": order.average_price})
-
     # ----------------------------------------------------------------------------- failures, unknowns
-    async def mark_uncertain(self, intent: Order, exc: Exception) -> None:
+    async def mark_uncertain(self, intent: Order, exc: Exception, paired: Order | None = None) -> None:
+        """Keep ``intent`` as unknown (``submitted``); ``paired``: the target leg sent in one pair with it."""
         order = replace(intent, status=OrderStatus.SUBMITTED)
         await self.save(order)
         self.uncertain[order.client_order_id] = order
+        if paired is not None:
+            await self.save(replace(paired, status=OrderStatus.SUBMITTED))
+            self.pair_intents[order.client_order_id] = replace(paired, status=OrderStatus.SUBMITTED)
         self.emit("OrderUncertain", f"{intent.symbol}: outcome of {intent.client_order_id} unknown ({exc}); "
                    "looking it up on every candle, never re-sending it blind",
                    {"symbol": intent.symbol, "client_order_id": intent.client_order_id}, "warning")
@@ -380,10 +286,13 @@ class OrderManager:
     async def settle(self, order: Order, ack: OrderAck | None) -> None:
         """Apply what the exchange knows about ``order`` (None = proven never placed)."""
         self.uncertain.pop(order.client_order_id, None)
+        paired = self.pair_intents.pop(order.client_order_id, None)
         symbol, kind = order.symbol, order_kind(order)
         if ack is None:
             await self.save(replace(order, status=OrderStatus.REJECTED,
                                      reason=order.reason + " (never reached the exchange)"))
+            if paired is not None:
+                await self.save(replace(paired, status=OrderStatus.REJECTED))
             if kind == ENTRY:
                 self.core.order_resolved(symbol)  # the decision is stale: it is not sent again
             elif symbol in self.portfolio.positions:
@@ -393,18 +302,39 @@ class OrderManager:
                 await self.drive_protection(symbol)
             return
         if kind == ENTRY:
-            await self.apply_entry(order, ack)
+            await self.books.apply_entry(order, ack)
         elif kind == EXIT:
-            if await self.apply_exit(order, ack):
+            if await self.books.apply_exit(order, ack):
                 await self.drive_protection(symbol)
+        elif paired is not None:
+            await self.settle_pair(order, paired)
         elif ack.status is OrderStatus.FILLED:
-            await self.stop_filled(symbol, order, ack)
+            await self.books.stop_filled(symbol, order, ack)
         elif not ack.status.is_terminal:
-            await self._stop_resting(symbol, replace(ack.order, reason=order.reason, created_ms=order.created_ms))
+            await self.protector.stop_resting(symbol, replace(ack.order, reason=order.reason,
+                                                              created_ms=order.created_ms))
             await self.drive_protection(symbol)  # an exit decided while the stop was unknown goes on now
         else:
             await self.save(replace(order, status=ack.status))
             if symbol in self.portfolio.positions:
                 self.protection_of(symbol).enter(_P.UNPROTECTED)
                 await self.drive_protection(symbol)
+
+    async def settle_pair(self, stop: Order, target: Order) -> None:
+        """A pair whose stop leg the exchange knows: read both legs and apply them (resting, sold or gone)."""
+        symbol = stop.symbol
+        try:
+            pair = await self.broker.fetch_protection(stop.client_order_id, symbol)
+        except ExchangeCallException as exc:  # still not readable: it stays unknown, looked up next candle
+            log.warning("%s: pair %s not readable (%s)", symbol, stop.client_order_id, exc)
+            self.uncertain[stop.client_order_id] = stop
+            self.pair_intents[stop.client_order_id] = target
+            return
+        if pair is None:  # the stop leg was seen a moment ago: treat as still unknown
+            self.uncertain[stop.client_order_id] = stop
+            self.pair_intents[stop.client_order_id] = target
+            return
+        await self.targets_side.settle_pair(symbol, stop, target, pair)
+        if symbol in self.portfolio.positions:
+            await self.drive_protection(symbol)  # gone: protect again; an exit decided meanwhile goes on now
 

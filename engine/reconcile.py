@@ -2,7 +2,10 @@
 
 In order: (1) every stored order not known to be finished is resolved by client id (found, proven
 never placed, or still unknown: then it stays unknown and its symbol waits): an entry that filled
-while we were down is booked net of fees and protected, a stop that filled closes its position;
+while we were down is booked net of fees and protected, a stop that filled closes its position; a
+stop-and-target pair (an OCO: the stop row and its target leg's row, whose id is derived from the
+stop's) is read leg by leg: both resting are kept, a leg that sold closes the position (``take_profit``
+or ``stop``);
 (2) positions are checked against the base-asset balances, with the tracked dust (a position the
 exchange no longer holds is closed in the books, a smaller quantity is adopted; coins the bot does
 not manage are left alone); (3) every open position without a resting stop is protected; (4) cash
@@ -17,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from engine.errors import ExchangeCallException
 from engine.execution.booking import BALANCE_TOLERANCE
-from engine.execution.broker import OrderAck
-from engine.execution.order_resolution import Outcome
+from engine.execution.broker import OrderAck, pair_client_ids
+from engine.execution.order_resolution import Outcome, Resolution
 from engine.execution.protection import ProtectionState
+from engine.execution.take_profit import TARGET
 from engine.models import Order, OrderStatus
 from engine.order_manager import ENTRY, EXIT, STOP, order_kind
 
@@ -30,23 +34,24 @@ log = logging.getLogger(__name__)
 
 
 async def _resolve_stored_orders(manager: OrderManager, repairs: list[str]) -> None:
-    engine, broker = manager.engine, manager.broker
-    for order in await manager.store.open_orders():
-        if order.symbol not in engine.symbols:
-            continue
+    engine = manager.engine
+    stored = [order for order in await manager.store.open_orders() if order.symbol in engine.symbols]
+    targets = {order.client_order_id: order for order in stored if order_kind(order) == TARGET}
+    for order in stored:
         cid, kind = order.client_order_id, order_kind(order)
-        try:
-            resolution = await broker.resolve_order(cid, order.symbol, sent_ms=order.created_ms)
-        except ExchangeCallException as exc:  # markets not loadable: nothing is known
-            resolution = None
-            repairs.append(f"{cid}: could not look it up ({exc}); looking again on the next candle")
+        if kind == TARGET:
+            continue  # settled with its stop (or, left over, below)
+        paired = None
+        if kind == STOP:
+            target_id = pair_client_ids(cid)[1]
+            paired = targets.pop(target_id, None) or await manager.store.get_order(target_id)
+        resolution = await _resolve(manager, order, kind, repairs)
         if resolution is None or resolution.outcome is Outcome.UNKNOWN:
-            if resolution is not None:
-                repairs.append(f"{cid}: {kind} outcome still unknown ({resolution.reason}); looking again on the "
-                               "next candle, never re-sending it")
             if kind in (ENTRY, EXIT):
                 manager.core.pending.add(order.symbol)
             manager.uncertain[cid] = replace(order, status=OrderStatus.SUBMITTED)
+            if paired is not None:
+                manager.pair_intents[cid] = paired
             continue
         if kind in (ENTRY, EXIT):
             manager.core.pending.add(order.symbol)
@@ -56,11 +61,63 @@ async def _resolve_stored_orders(manager: OrderManager, repairs: list[str]) -> N
         else:
             assert resolution.ack is not None
             state = "filled" if resolution.ack.filled_quantity > 0 else resolution.ack.status.value
-            repairs.append(f"{cid}: {kind} found on the exchange ({state}); booked")
-        if kind == STOP:
+            repairs.append(f"{cid}: {kind}{' (with its target)' if paired else ''} found on the exchange ({state}); "
+                           "booked")
+        if kind == STOP and paired is not None:
+            await _settle_stored_pair(manager, order, paired, resolution.ack, repairs)
+        elif kind == STOP:
             await _settle_stored_stop(manager, order, resolution.ack)
-            continue
-        await manager.settle(order, resolution.ack)
+        else:
+            await manager.settle(order, resolution.ack)
+    for target in targets.values():  # a target row whose stop is settled already (a crash in between)
+        await _settle_stored_target(manager, target, repairs)
+
+
+async def _resolve(manager: OrderManager, order: Order, kind: str, repairs: list[str]) -> Resolution | None:
+    """The stored order looked up by client id (None: markets not loadable, nothing is known)."""
+    cid = order.client_order_id
+    try:
+        resolution = await manager.broker.resolve_order(cid, order.symbol, sent_ms=order.created_ms)
+    except ExchangeCallException as exc:
+        repairs.append(f"{cid}: could not look it up ({exc}); looking again on the next candle")
+        return None
+    if resolution.outcome is Outcome.UNKNOWN:
+        repairs.append(f"{cid}: {kind} outcome still unknown ({resolution.reason}); looking again on the "
+                       "next candle, never re-sending it")
+    return resolution
+
+
+async def _settle_stored_pair(
+    manager: OrderManager, stop: Order, target: Order, ack: OrderAck | None, repairs: list[str]
+) -> None:
+    """A stored pair: both legs resting (kept), a leg sold (its position closes), or gone (protected later)."""
+    if ack is None:
+        await manager.save(replace(stop, status=OrderStatus.REJECTED))
+        await manager.save(replace(target, status=OrderStatus.REJECTED))
+        return
+    try:
+        pair = await manager.broker.fetch_protection(stop.client_order_id, stop.symbol)
+    except ExchangeCallException as exc:
+        repairs.append(f"{stop.client_order_id}: its target leg not readable ({exc}); looking again next candle")
+        pair = None
+    if pair is None:
+        manager.uncertain[stop.client_order_id] = replace(stop, status=OrderStatus.SUBMITTED)
+        manager.pair_intents[stop.client_order_id] = target
+        return
+    await manager.targets_side.settle_pair(stop.symbol, stop, target, pair)
+
+
+async def _settle_stored_target(manager: OrderManager, target: Order, repairs: list[str]) -> None:
+    resolution = await _resolve(manager, target, TARGET, repairs)
+    if resolution is None or resolution.outcome is Outcome.UNKNOWN:
+        return
+    if resolution.ack is None:
+        await manager.save(replace(target, status=OrderStatus.REJECTED))
+    elif resolution.ack.filled_quantity > 0 and not resolution.ack.is_open:
+        repairs.append(f"{target.client_order_id}: take-profit found filled; booked")
+        await manager.books.target_filled(target.symbol, target, resolution.ack)
+    else:
+        await manager.save(replace(resolution.ack.order, reason=target.reason, created_ms=target.created_ms))
 
 
 async def _settle_stored_stop(manager: OrderManager, order: Order, ack: OrderAck | None) -> None:
@@ -68,7 +125,7 @@ async def _settle_stored_stop(manager: OrderManager, order: Order, ack: OrderAck
     if ack is None:
         await manager.save(replace(order, status=OrderStatus.REJECTED))
     elif ack.status is OrderStatus.FILLED:
-        await manager.stop_filled(order.symbol, order, ack)
+        await manager.books.stop_filled(order.symbol, order, ack)
     elif not ack.status.is_terminal:
         manager.stops[order.symbol] = replace(ack.order, reason=order.reason, created_ms=order.created_ms)
         await manager.save(manager.stops[order.symbol])
@@ -118,11 +175,13 @@ async def reconcile(manager: OrderManager) -> list[str]:
         open_ids = None
         repairs.append(f"open orders unknown ({exc}); stops checked on the next candles")
     for symbol in sorted(portfolio.positions):
-        stop = manager.stops.get(symbol)
-        if stop is not None and (open_ids is None or stop.client_order_id in open_ids):
-            manager.protection_of(symbol).enter(ProtectionState.PROTECTED)
+        stop, target = manager.stops.get(symbol), manager.targets.get(symbol)
+        if stop is not None and (open_ids is None or (stop.client_order_id in open_ids and (
+                target is None or target.client_order_id in open_ids))):
+            manager.protection_of(symbol).enter(ProtectionState.PROTECTED)  # a stop (or both legs) rests: kept
             continue
         manager.stops.pop(symbol, None)
+        manager.targets.pop(symbol, None)
         if manager.protection_of(symbol).exiting or symbol in manager.core.pending:
             continue  # an exit is under way (or unknown): it is driven on the next candle
         repairs.append(f"{symbol}: open position had no exchange stop; placing one")

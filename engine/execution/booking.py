@@ -4,15 +4,30 @@ Binance spot charges a buy's commission in the asset bought, so a buy of 0.1 BTC
 the account; selling or resting a stop for 0.1 is refused (``-2010`` insufficient balance). The
 position is therefore booked net of base-asset fees, and what sells is floored to the lot: the rest
 under one lot is *dust*, tracked as such.
+
+:class:`Bookkeeper` applies the live fills to the books: entries (with the stop and take-profit target
+the decision carried), and every sell (exit, stop, target) as a closed trade or a remainder. A sell
+the backtest's fill model would have priced differently (a take-profit: at the target) records both
+prices: the order row keeps the modelled one in ``price`` and the real one in ``average_price``, and
+``PositionClosed`` carries ``exit`` (real) and ``modelled_exit``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING, Any
 
 from engine.execution.broker import OrderAck
-from engine.models import Fill, MarketLimits
+from engine.execution.protection import ProtectionState
+from engine.models import Fill, MarketLimits, Order, OrderStatus, PositionSide
+from engine.portfolio import QUANTITY_EPSILON
+
+if TYPE_CHECKING:
+    from engine.order_manager import OrderManager
+
+TAKE_PROFIT = "take_profit"
+"""The exit reason of a position closed at its target (the backtest's exit kind ``target``)."""
 
 BALANCE_TOLERANCE = 1e-9
 """Base quantities closer than this (base units) are equal: Binance prints 8 decimals, floats add ~1e-16."""
@@ -70,3 +85,154 @@ def floor_to_lot(quantity: float, limits: MarketLimits) -> float:
 def sellable(held_by_bot: float, free: float, limits: MarketLimits) -> float:
     """What a protective stop or an exit may sell: the bot's quantity, never more than is free, on the lot."""
     return floor_to_lot(min(held_by_bot, free + BALANCE_TOLERANCE), limits)
+
+
+class Bookkeeper:
+    """The books side of one live :class:`~engine.order_manager.OrderManager`: what its fills mean.
+
+    Args:
+        manager: the order manager whose portfolio, store, core and events it uses.
+    """
+
+    def __init__(self, manager: OrderManager) -> None:
+        self.m = manager
+
+    async def apply_entry(self, intent: Order, ack: OrderAck) -> None:
+        """Book an entry's acknowledgement (net of base-asset fees), then protect it at once.
+
+        The intent's ``stop_price`` is the decision's stop, its ``price`` the decision's take-profit target.
+        """
+        m, symbol = self.m, intent.symbol
+        order = replace(ack.order, reason=intent.reason, stop_price=intent.stop_price, price=intent.price,
+                        created_ms=intent.created_ms)
+        m.uncertain.pop(intent.client_order_id, None)
+        if ack.filled_quantity <= QUANTITY_EPSILON:
+            await m.save(replace(order, status=OrderStatus.REJECTED if ack.status.is_terminal else order.status))
+            m.core.order_resolved(symbol)
+            return
+        if symbol in m.portfolio.positions:  # a restart found a fill already booked
+            await m.save(order)
+            m.core.order_resolved(symbol)
+            return
+        booked = book_entry(ack, m.base_asset(symbol))
+        stop_price = float(intent.stop_price or 0.0)
+        position = m.portfolio.open(symbol, PositionSide.LONG, booked.quantity, booked.price, booked.fee_quote,
+                                    order.created_ms, stop_price, intent.price)
+        await self.record_fills(order, ack.fills, position.to_position(), None)
+        m.core.order_resolved(symbol)
+        m.save_portfolio()
+        m.emit("PositionOpened", f"{symbol} long {booked.quantity:g} @ {booked.price:.8g} (stop {stop_price:.8g}"
+               + ("" if intent.price is None else f", target {intent.price:.8g}") + ")",
+               {"symbol": symbol, "side": "long", "qty": booked.quantity, "filled": ack.filled_quantity,
+                "price": booked.price, "stop": stop_price, "target": intent.price,
+                "client_order_id": order.client_order_id, "recovered": ack.recovered,
+                "fills_known": booked.fills_known})
+        protection = m.protection_of(symbol)
+        protection.enter(ProtectionState.UNPROTECTED, "")
+        protection.new_budget()
+        await m.drive_protection(symbol)
+
+    async def apply_exit(self, intent: Order, ack: OrderAck) -> bool:
+        """Book a sell; True if part of the position is still held (it needs its stop)."""
+        self.m.uncertain.pop(intent.client_order_id, None)
+        order = replace(ack.order, reason=intent.reason, price=intent.price, created_ms=intent.created_ms)
+        if ack.filled_quantity <= QUANTITY_EPSILON:
+            await self.m.save(replace(order, status=OrderStatus.REJECTED if ack.status.is_terminal else order.status))
+            self.m.protection_of(intent.symbol).enter(ProtectionState.EXITING)  # nothing sold: try again
+            return False
+        reason = intent.reason.partition(": ")[2] or "exit"
+        return await self.close(intent.symbol, order, ack, reason, intent.price)
+
+    async def stop_filled(self, symbol: str, stop: Order, ack: OrderAck) -> None:
+        """The exchange stop (lone, or a pair's stop leg) sold."""
+        self.m.stops.pop(symbol, None)
+        self.m.targets.pop(symbol, None)
+        order = replace(ack.order, reason=stop.reason, created_ms=stop.created_ms)
+        position = self.m.portfolio.positions.get(symbol)
+        if position is None:
+            await self.m.save(order)
+            return
+        await self.close(symbol, order, ack, "trailing_stop" if position.trailing_active else "stop")
+
+    async def target_filled(self, symbol: str, target: Order, ack: OrderAck) -> None:
+        """A pair's take-profit leg sold: a take-profit exit, modelled at the position's target."""
+        self.m.stops.pop(symbol, None)
+        self.m.targets.pop(symbol, None)
+        order = replace(ack.order, reason=target.reason, created_ms=target.created_ms)
+        position = self.m.portfolio.positions.get(symbol)
+        if position is None:
+            await self.m.save(order)
+            return
+        modelled = position.take_profit_price if position.take_profit_price is not None else target.price
+        await self.close(symbol, order, ack, TAKE_PROFIT, modelled)
+
+    async def close(
+        self, symbol: str, order: Order, ack: OrderAck, reason: str, modelled: float | None = None
+    ) -> bool:
+        """Book what sold; the rest stays a position (>= 1 lot) or becomes dust. True if a position remains.
+
+        Args:
+            modelled: the price the fill model gives this exit (a take-profit: its target), recorded beside
+                the real one.
+        """
+        m = self.m
+        price = ack.average_price or average_price(ack.fills) or float(order.stop_price or 0.0)
+        fee = exit_fee_quote(ack, m.base_asset(symbol), price)
+        position = m.portfolio.positions[symbol]
+        dust = m.portfolio.dust.pop(symbol, 0.0)
+        sold_of_position = min(ack.filled_quantity, position.quantity)
+        left = position.quantity + dust - ack.filled_quantity
+        remainder = None
+        if left > BALANCE_TOLERANCE and left >= m.core.limits_for(symbol).lot_step:
+            ratio = sold_of_position / position.quantity
+            remainder = replace(position, quantity=position.quantity - sold_of_position,
+                                entry_fee=position.entry_fee * (1 - ratio))
+            if dust > 0:
+                m.portfolio.dust[symbol] = dust  # nothing of it sold: still dust beside the remainder
+            m.portfolio.update(replace(position, quantity=sold_of_position, entry_fee=position.entry_fee * ratio))
+        else:
+            if left > BALANCE_TOLERANCE:
+                m.portfolio.dust[symbol] = left
+            if sold_of_position < position.quantity:  # the unsold part under one lot is dust now, not sold
+                ratio = sold_of_position / position.quantity
+                m.portfolio.update(replace(position, quantity=sold_of_position, entry_fee=position.entry_fee * ratio))
+        trade = m.portfolio.close(symbol, price, fee, m.now(), reason)
+        if remainder is not None:
+            m.portfolio.update(remainder)
+        await self.record_fills(order, ack.fills, None if remainder is None else remainder.to_position(), trade)
+        m.save_portfolio()
+        data: dict[str, Any] = {"symbol": symbol, "side": "long", "qty": trade.quantity, "entry": trade.entry_price,
+                                "exit": price, "pnl": trade.pnl, "reason": reason,
+                                "client_order_id": order.client_order_id}
+        modelled_note = ""
+        if modelled is not None:
+            data["modelled_exit"] = modelled
+            modelled_note = f"; modelled {modelled:.8g}"
+        m.emit("PositionClosed", f"{symbol} long closed @ {price:.8g} ({reason}{modelled_note}) pnl {trade.pnl:+.2f}",
+               data, "info" if trade.pnl >= 0 else "warning")
+        m.engine.emit_all(m.core.on_trade_closed(trade, m.now()).events)
+        if remainder is None:
+            m.protection.pop(symbol, None)
+            m.core.order_resolved(symbol)
+            return False
+        m.emit("PositionReduced", f"{symbol}: only {trade.quantity:g} sold; {remainder.quantity:g} still "
+               "held", {"symbol": symbol, "sold": trade.quantity, "qty": remainder.quantity}, "warning")
+        # What is still held gets its stop now; an exit still wanted is decided again on the next bar
+        # (selling the rest at once into the liquidity that just ran out would only sell it worse).
+        m.protection_of(symbol).enter(ProtectionState.UNPROTECTED)
+        m.core.order_resolved(symbol)
+        return True
+
+    async def record_fills(self, order: Order, fills: tuple[Fill, ...], position: Any, trade: Any) -> None:
+        m = self.m
+        if not fills:  # the venue reported no trades: book one fill from the order's totals
+            fills = (Fill(order.client_order_id, order.symbol, order.side, order.filled_quantity,
+                          float(order.average_price or 0.0), 0.0, m.now(), trade_id=f"{order.client_order_id}-0"),)
+        async with m.store.transaction():
+            await m.save(order)
+            for i, fill in enumerate(fills):
+                last = i == len(fills) - 1
+                await m.store.record_fill(fill, position, trade if last else None, order=order)
+        m.emit("OrderFilled", f"{order.symbol} {order.side.value} {order.filled_quantity:g} filled",
+               {"symbol": order.symbol, "client_order_id": order.client_order_id, "side": order.side.value,
+                "qty": order.filled_quantity, "price": order.average_price})

@@ -4,6 +4,12 @@ Every money-moving call takes a caller-chosen client order id. The ids are deter
 (:func:`make_client_order_id`): the same decision on the same bar always yields the same id, so a
 resubmit after a timeout or a restart is recognised by the exchange (or by the broker's look-up)
 instead of creating a second order.
+
+A position's protection is either a lone stop or, where the venue allows it, a *pair*: the stop and
+the take-profit target in one order list (Binance spot OCO: a ``LIMIT_MAKER`` above, a ``STOP_LOSS``
+below, the base quantity locked once; when one leg fills the other expires). A pair is named by its
+stop leg's client id; the list's and the target leg's ids are derived from it (:func:`pair_client_ids`),
+so a stored stop is enough to find its whole pair again after a restart.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from engine.errors import ExchangeCallException
+from engine.errors import ExchangeCallException, OrderRejectedException
 from engine.models import Fill, MarketLimits, Order, OrderStatus, Side
 
 if TYPE_CHECKING:
@@ -64,6 +70,17 @@ def make_client_order_id(prefix: str, symbol: str, bar_time_ms: int, purpose: st
     return f"{clean_prefix}-{when}-{digest}"[:CLIENT_ORDER_ID_MAX_CHARS]
 
 
+def pair_client_ids(stop_client_id: str) -> tuple[str, str]:
+    """``(list id, target leg id)`` of the pair whose stop leg is ``stop_client_id``: Binance-legal, <= 36 chars.
+
+    Derived (never stored), so the ids of a pair follow from its stop alone, after a restart too.
+    """
+    if len(stop_client_id) <= CLIENT_ORDER_ID_MAX_CHARS - 2:
+        return f"{stop_client_id}-l", f"{stop_client_id}-t"
+    digest = hashlib.blake2b(stop_client_id.encode(), digest_size=12).hexdigest()
+    return f"pl-{digest}", f"pt-{digest}"
+
+
 @dataclass(frozen=True)
 class OrderAck:
     """What the venue says about one order right now.
@@ -101,6 +118,39 @@ class OrderAck:
 
 
 @dataclass(frozen=True)
+class PairAck:
+    """What the venue says about one stop-and-target pair (a Binance OCO order list), leg by leg.
+
+    Attributes:
+        stop: the stop leg, under the pair's own (stop) client id.
+        target: the take-profit leg (a maker limit), under its derived client id.
+        recovered: the pair was found by looking it up, not from its own reply.
+    """
+
+    stop: OrderAck
+    target: OrderAck
+    recovered: bool = False
+
+    @property
+    def client_order_id(self) -> str:
+        return self.stop.client_order_id
+
+    @property
+    def is_open(self) -> bool:
+        """Both legs rest (on Binance one leg filling or being cancelled ends the other)."""
+        return self.stop.is_open and self.target.is_open
+
+    @property
+    def filled_leg(self) -> OrderAck | None:
+        """The leg that sold (the other one expired then), or None while neither has."""
+        if self.target.filled_quantity > 0:
+            return self.target
+        if self.stop.filled_quantity > 0:
+            return self.stop
+        return None
+
+
+@dataclass(frozen=True)
 class Balance:
     """One asset of the account; amounts in that asset."""
 
@@ -114,20 +164,39 @@ class Balance:
         return self.total - self.free
 
 
+class TargetCrossedError(OrderRejectedException):
+    """The take-profit target is already reached: its maker limit would take (``-2010`` "Order would
+    immediately match and take."), so no pair was placed; the position should be sold at market."""
+
+
 class StopReplaceError(ExchangeCallException):
-    """A trailing stop could not be moved: the old stop was cancelled, the new one refused.
+    """A trailing stop could not be moved: the old stop (or pair) was cancelled, the new one refused.
 
     Attributes:
         restored: the stop re-placed at the old price, or None if that failed too, in which case
             the position has no exchange-side stop and the caller must protect or close it now.
+        restored_target: with a pair, the target leg re-placed beside ``restored``.
         would_trigger: the new level is already crossed by the market (nothing was restored: the
             position should be closed at market).
+        target_reached: the pair's target is already reached (nothing was restored: the position
+            should be sold at market as a take-profit).
     """
 
-    def __init__(self, operation: str, reason: str, restored: OrderAck | None, *, would_trigger: bool = False) -> None:
+    def __init__(
+        self,
+        operation: str,
+        reason: str,
+        restored: OrderAck | None,
+        *,
+        would_trigger: bool = False,
+        restored_target: OrderAck | None = None,
+        target_reached: bool = False,
+    ) -> None:
         super().__init__(operation, reason)
         self.restored = restored
+        self.restored_target = restored_target
         self.would_trigger = would_trigger
+        self.target_reached = target_reached
 
     @property
     def unprotected(self) -> bool:
@@ -197,6 +266,54 @@ class Broker(Protocol):
             StopReplaceError: the new stop was refused; ``restored`` tells whether the old level
                 was put back.
         """
+        ...
+
+    def supports_protection_pair(self, symbol: str) -> bool:
+        """Whether a stop and a take-profit can rest together as one pair on this market (Binance: OCO)."""
+        ...
+
+    async def place_protection(
+        self, stop_client_id: str, symbol: str, side: Side, quantity: float, stop_price: float, target_price: float
+    ) -> PairAck:
+        """Rests a stop at ``stop_price`` and a maker limit at ``target_price`` for ``quantity``, one cancelling
+        the other; the quantity is locked once. Sent like :meth:`submit_market_order` (looked up first, an
+        unknown outcome resolved through the stop leg, never re-sent blind).
+
+        Raises:
+            StopWouldTriggerException: the stop is already crossed.
+            TargetCrossedError: the target is already reached.
+            OrderOutcomeUnknownException, ExchangeUnavailableException, OrderRejectedException: as for
+                :meth:`submit_market_order`.
+        """
+        ...
+
+    async def replace_protection(
+        self,
+        old_stop_client_id: str,
+        new_stop_client_id: str,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        stop_price: float,
+        target_price: float,
+    ) -> PairAck:
+        """Moves a pair's stop: cancel the old pair, then place a new one (same target, new stop).
+
+        Returns the new pair, or the old pair if one of its legs had already filled (nothing to move).
+
+        Raises:
+            StopReplaceError: the new pair was refused; ``restored``/``restored_target`` tell whether the
+                old pair was put back, ``would_trigger``/``target_reached`` which level the market crossed.
+            OrderOutcomeUnknownException: the old pair is cancelled; the new one's outcome is unknown.
+        """
+        ...
+
+    async def cancel_protection(self, stop_client_id: str, symbol: str) -> PairAck:
+        """Cancels a pair (both legs); a pair already done (a leg filled) is returned as it is."""
+        ...
+
+    async def fetch_protection(self, stop_client_id: str, symbol: str) -> PairAck | None:
+        """Both legs of a pair (with fills), or None if the venue does not know its stop leg."""
         ...
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> OrderAck:

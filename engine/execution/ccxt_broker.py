@@ -9,13 +9,7 @@ order proven absent is sent again, and one still unknown raises
 :class:`~engine.errors.OrderOutcomeUnknownException` for the caller to keep and look up later. Every
 filled ack carries the order's trades with their fees, so the caller books what the account holds.
 
-Trailing stops are moved cancel-then-place, never place-then-cancel. On Binance spot a resting
-sell stop locks its base quantity, so a second full-size stop is refused for insufficient balance
-while the first exists; and where free balance would allow it, two live stops can both trigger in
-a fast move and sell the position twice. Cancel-then-place costs one round trip (tens of ms)
-without a stop; if the new stop is refused, the old level is put back at once and the caller is
-told (:class:`~engine.execution.broker.StopReplaceError`). Binance's atomic ``order/cancelReplace``
-would close even that window and is the natural next step.
+Stops that move and stop-and-target pairs (Binance OCO) are in :mod:`engine.execution.ccxt_protection`.
 """
 
 from __future__ import annotations
@@ -25,20 +19,19 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import ccxt  # type: ignore[import-untyped]
 
 from engine.errors import (
     ExchangeCallException,
     ExchangeUnavailableException,
-    OrderNotFoundException,
     OrderOutcomeUnknownException,
     OrderRejectedException,
-    StopWouldTriggerException,
 )
-from engine.execution.broker import Balance, OrderAck, StopReplaceError, make_client_order_id
+from engine.execution.broker import Balance, OrderAck, PairAck
 from engine.execution.ccxt_parsing import MalformedReplyError, parse_fill, parse_order_ack
+from engine.execution.ccxt_protection import ProtectiveOrders
 from engine.execution.order_resolution import (
     Holding,
     Outcome,
@@ -56,6 +49,13 @@ _DUPLICATE_REFUSAL = "Duplicate order sent"
 # ccxt parses replies inside create_order/cancel_order; a body that is no order at all can make its parser
 # fail with one of these before we see a dict. Caught only around those calls, they mean "garbled reply".
 _PARSER_FAILURES = (TypeError, KeyError, AttributeError, ValueError, IndexError)
+
+
+T = TypeVar("T")
+
+
+async def _as_is(ack: OrderAck) -> OrderAck:
+    return ack
 
 
 def _wall_clock_ms() -> int:
@@ -90,19 +90,21 @@ class CcxtBroker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: RandomSource = random,
     ) -> None:
-        self._client = client
+        self.client = client
         self._policy = policy
         self._one_attempt = replace(policy, max_attempts=1)
         self._on_error = on_error
         self._on_success = on_success
-        self._now_ms = now_ms
-        self._stop_limit_offset_ratio = stop_limit_offset_ratio
+        self.now_ms = now_ms
+        self.stop_limit_offset_ratio = stop_limit_offset_ratio
         self._resolution = resolution or ResolutionPolicy()
         self._sleep = sleep
         self._rng = rng
         self._limits: dict[str, MarketLimits] = {}
+        self._protective = ProtectiveOrders(self)
 
-    async def _call(self, operation: str, factory: Callable[[], Awaitable[Any]], *, once: bool = False) -> Any:
+    async def call(self, operation: str, factory: Callable[[], Awaitable[Any]], *, once: bool = False) -> Any:
+        """One exchange call under the retry policy (``once``: a single attempt, as every order send is)."""
         return await call_with_retry(
             operation,
             factory,
@@ -115,7 +117,7 @@ class CcxtBroker:
 
     # --- markets ---------------------------------------------------------------------------------
     async def load_markets(self) -> dict[str, MarketLimits]:
-        markets = await self._call("load_markets", lambda: self._client.load_markets(True))
+        markets = await self.call("load_markets", lambda: self.client.load_markets(True))
         limits: dict[str, MarketLimits] = {}
         for symbol, market in markets.items():
             if not market.get("spot") or market.get("active") is False:
@@ -131,80 +133,100 @@ class CcxtBroker:
         self._limits = limits
         return dict(limits)
 
-    async def _ensure_markets(self) -> None:
-        if self._client.markets is None:
-            await self._call("load_markets", lambda: self._client.load_markets())
+    async def ensure_markets(self) -> None:
+        if self.client.markets is None:
+            await self.call("load_markets", lambda: self.client.load_markets())
 
-    def _amount(self, symbol: str, quantity: float) -> float:
+    def amount(self, symbol: str, quantity: float) -> float:
         # ccxt truncates amounts to the lot step (never more than was sized) and raises InvalidOrder
         # when nothing is left.
-        return float(self._client.amount_to_precision(symbol, quantity))
+        return float(self.client.amount_to_precision(symbol, quantity))
 
-    def _price(self, symbol: str, price: float) -> float:
-        return float(self._client.price_to_precision(symbol, price))
+    def price(self, symbol: str, price: float) -> float:
+        return float(self.client.price_to_precision(symbol, price))
 
     def _base_asset(self, symbol: str) -> str:
-        market = (self._client.markets or {}).get(symbol) or {}
+        market = (self.client.markets or {}).get(symbol) or {}
         return str(market.get("base") or symbol.partition("/")[0])
 
     # --- orders ----------------------------------------------------------------------------------
     async def submit_market_order(self, client_order_id: str, symbol: str, side: Side, quantity: float) -> OrderAck:
         async def send() -> Any:
-            amount = self._amount(symbol, quantity)
-            return await self._client.create_order(
+            amount = self.amount(symbol, quantity)
+            return await self.client.create_order(
                 symbol, "market", side.value, amount, None, {"newClientOrderId": client_order_id}
             )
 
         operation = f"submit_market_order {symbol} {side.value} {client_order_id}"
-        return await self._send_once(operation, client_order_id, symbol, send)
+        return await self._send_order_once(operation, client_order_id, symbol, send)
 
     async def place_stop_loss(
         self, client_order_id: str, symbol: str, side: Side, quantity: float, stop_price: float
     ) -> OrderAck:
         async def send() -> Any:
-            amount = self._amount(symbol, quantity)
-            stop = self._price(symbol, stop_price)
+            amount = self.amount(symbol, quantity)
+            stop = self.price(symbol, stop_price)
             params: dict[str, Any] = {"newClientOrderId": client_order_id, "stopLossPrice": stop}
-            order_types = self._client.market(symbol)["info"].get("orderTypes") or []
+            order_types = self.client.market(symbol)["info"].get("orderTypes") or []
             if "STOP_LOSS" in order_types:
-                return await self._client.create_order(symbol, "market", side.value, amount, None, params)
-            offset = -self._stop_limit_offset_ratio if side is Side.SELL else self._stop_limit_offset_ratio
-            limit = self._price(symbol, stop * (1.0 + offset))
+                return await self.client.create_order(symbol, "market", side.value, amount, None, params)
+            offset = -self.stop_limit_offset_ratio if side is Side.SELL else self.stop_limit_offset_ratio
+            limit = self.price(symbol, stop * (1.0 + offset))
             params["timeInForce"] = "GTC"
-            return await self._client.create_order(symbol, "limit", side.value, amount, limit, params)
+            return await self.client.create_order(symbol, "limit", side.value, amount, limit, params)
 
         operation = f"place_stop_loss {symbol} {side.value} {client_order_id} at {stop_price:g}"
-        return await self._send_once(operation, client_order_id, symbol, send)
+        return await self._send_order_once(operation, client_order_id, symbol, send)
 
-    async def _send_once(
+    async def _send_order_once(
         self, operation: str, client_order_id: str, symbol: str, send: Callable[[], Awaitable[Any]]
     ) -> OrderAck:
-        """Look up, then send; an unknown outcome is resolved, and only a proven absence is sent again."""
-        await self._ensure_markets()
-        existing = await self._lookup(client_order_id, symbol)
+        return await self.send_once(operation, client_order_id, symbol,
+                                    lambda: self._send_and_parse(send, client_order_id),
+                                    find=lambda: self.lookup(client_order_id, symbol), found=_as_is)
+
+    async def send_once(
+        self,
+        operation: str,
+        client_order_id: str,
+        symbol: str,
+        send: Callable[[], Awaitable[T]],
+        *,
+        find: Callable[[], Awaitable[T | None]],
+        found: Callable[[OrderAck], Awaitable[T]],
+    ) -> T:
+        """Look up, then send; an unknown outcome is resolved, and only a proven absence is sent again.
+
+        Args:
+            client_order_id: the order's id (a pair's: its stop leg's), looked up by :meth:`resolve_order`.
+            send: one send, returning the parsed reply.
+            find: the look-up by client id before the send (and after a duplicate refusal).
+            found: what the send's result is, given the order that a resolution found.
+        """
+        await self.ensure_markets()
+        existing = await find()
         if existing is not None:
             return existing
         before = await self.holding(symbol)
         resolution: Resolution | None = None
         for sends in range(1, self._policy.max_attempts + 1):
-            sent_ms = self._now_ms()
+            sent_ms = self.now_ms()
             try:
-                ack: OrderAck = await self._call(operation, lambda: self._send_and_parse(send, client_order_id),
-                                                 once=True)
-                return ack
+                result: T = await self.call(operation, send, once=True)
+                return result
             except OrderRejectedException as refusal:
                 if _DUPLICATE_REFUSAL not in refusal.reason:
                     raise
                 # An open order already has this id (an earlier attempt we could not see): that is ours.
-                found = await self._lookup(client_order_id, symbol)
-                if found is None:
+                again = await find()
+                if again is None:
                     raise
-                return found
+                return again
             except ExchangeUnavailableException as unknown:
                 resolution = await self.resolve_order(client_order_id, symbol, sent_ms=sent_ms, before=before)
                 if resolution.outcome is Outcome.FOUND:
                     assert resolution.ack is not None
-                    return resolution.ack
+                    return await found(resolution.ack)
                 if resolution.outcome is Outcome.UNKNOWN:
                     raise OrderOutcomeUnknownException(
                         operation, f"{unknown.reason}; {resolution.reason}", client_order_id, sends
@@ -222,10 +244,7 @@ class CcxtBroker:
             raise
         except _PARSER_FAILURES as exc:
             raise MalformedReplyError(f"order reply could not be parsed ({type(exc).__name__})") from None
-        ack = parse_order_ack(raw, client_order_id, self._now_ms())
-        if ack.filled_quantity > 0 and not ack.fills:
-            return await self._with_trades(ack)
-        return ack
+        return await self.with_trades_if_filled(parse_order_ack(raw, client_order_id, self.now_ms()))
 
     async def resolve_order(
         self, client_order_id: str, symbol: str, *, sent_ms: int, before: Holding | None = None
@@ -238,124 +257,109 @@ class CcxtBroker:
             sent_ms: when it was sent (UTC ms); trades from then on count against absence.
             before: the market's base asset just before the send, when known.
         """
-        await self._ensure_markets()
+        await self.ensure_markets()
 
         async def find() -> OrderAck | None:
-            raw = await self._call(f"fetch_order {symbol} {client_order_id}",
-                                   lambda: self._find(client_order_id, symbol), once=True)
-            return None if raw is None else await self._full_ack(raw, client_order_id, recovered=True)
+            raw = await self.call(f"fetch_order {symbol} {client_order_id}",
+                                   lambda: self.find(client_order_id, symbol), once=True)
+            return None if raw is None else await self.full_ack(raw, client_order_id, recovered=True)
 
         async def trades_since_send() -> int:
-            trades = await self._call(f"fetch_my_trades {symbol}",
-                                      lambda: self._client.fetch_my_trades(symbol, sent_ms))
+            trades = await self.call(f"fetch_my_trades {symbol}",
+                                      lambda: self.client.fetch_my_trades(symbol, sent_ms))
             return sum(1 for trade in trades if int(trade.get("timestamp") or 0) >= sent_ms)
 
         return await resolve_unknown_order(find, lambda: self.holding(symbol), trades_since_send, before=before,
                                            policy=self._resolution, sleep=self._sleep, rng=self._rng)
 
-    async def _lookup(self, client_order_id: str, symbol: str) -> OrderAck | None:
-        raw = await self._call(f"fetch_order {symbol} {client_order_id}", lambda: self._find(client_order_id, symbol))
-        return None if raw is None else await self._full_ack(raw, client_order_id, recovered=True)
+    async def lookup(self, client_order_id: str, symbol: str) -> OrderAck | None:
+        raw = await self.call(f"fetch_order {symbol} {client_order_id}", lambda: self.find(client_order_id, symbol))
+        return None if raw is None else await self.full_ack(raw, client_order_id, recovered=True)
 
-    async def _full_ack(self, raw: Any, client_order_id: str, *, recovered: bool = False) -> OrderAck:
+    async def full_ack(self, raw: Any, client_order_id: str, *, recovered: bool = False) -> OrderAck:
         """The ack with the order's trades (a queried order carries none; its fees decide what is held)."""
-        ack = parse_order_ack(raw, client_order_id, self._now_ms(), recovered=recovered)
-        return await self._with_trades(ack) if ack.filled_quantity > 0 and not ack.fills else ack
+        return await self.with_trades_if_filled(parse_order_ack(raw, client_order_id, self.now_ms(),
+                                                                recovered=recovered))
 
-    async def _with_trades(self, ack: OrderAck) -> OrderAck:
+    async def with_trades_if_filled(self, ack: OrderAck) -> OrderAck:
+        """The ack with its trades when it filled and the reply carried none (their fees decide what is held)."""
         order = ack.order
-        if order.exchange_order_id is None:
+        if ack.filled_quantity <= 0 or ack.fills or order.exchange_order_id is None:
             return ack
         try:
-            trades = await self._call(f"fetch_order_trades {order.symbol} {order.client_order_id}",
-                                      lambda: self._client.fetch_order_trades(order.exchange_order_id, order.symbol))
+            trades = await self.call(f"fetch_order_trades {order.symbol} {order.client_order_id}",
+                                      lambda: self.client.fetch_order_trades(order.exchange_order_id, order.symbol))
         except ExchangeCallException:
             return ack  # the caller sizes from the balance when fills are unknown
         mine = [t for t in trades if str(t.get("order") or order.exchange_order_id) == order.exchange_order_id]
         return OrderAck(order, tuple(parse_fill(t, order, order.created_ms) for t in mine), ack.recovered)
 
     async def replace_stop_loss(
-        self,
-        old_client_order_id: str,
-        new_client_order_id: str,
-        symbol: str,
-        side: Side,
-        quantity: float,
+        self, old_client_order_id: str, new_client_order_id: str, symbol: str, side: Side, quantity: float,
         stop_price: float,
     ) -> OrderAck:
-        operation = f"replace_stop_loss {symbol} {old_client_order_id} -> {new_client_order_id}"
-        try:
-            old: OrderAck | None = await self.cancel_order(old_client_order_id, symbol)
-        except OrderNotFoundException:
-            old = None  # never placed (or long gone): nothing to move, just protect
-        if old is not None and old.status is OrderStatus.FILLED:
-            return old  # the stop already closed the position
-        # Size the new stop from what the account can sell now (the cancel released the old stop's lock).
-        holding = await self.holding(symbol)
-        remaining = min(quantity - (old.filled_quantity if old is not None else 0.0), holding.free)
-        if self._amount_or_zero(symbol, remaining) <= 0:
-            if old is not None:
-                return old
-            raise StopReplaceError(operation, "nothing left to protect", None)
-        try:
-            return await self.place_stop_loss(new_client_order_id, symbol, side, remaining, stop_price)
-        except StopWouldTriggerException as crossed:
-            # The new level is already crossed: putting the old one back would only delay the exit.
-            raise StopReplaceError(operation, crossed.reason, None, would_trigger=True) from None
-        except ExchangeCallException as refused:
-            restored = None
-            if old is not None and old.order.stop_price is not None:
-                restore_id = make_client_order_id("rs", symbol, 0, new_client_order_id)
-                try:
-                    restored = await self.place_stop_loss(restore_id, symbol, side, remaining, old.order.stop_price)
-                except ExchangeCallException:
-                    restored = None
-            raise StopReplaceError(operation, refused.reason, restored) from None
+        return await self._protective.replace_stop_loss(old_client_order_id, new_client_order_id, symbol, side,
+                                                        quantity, stop_price)
 
-    def _amount_or_zero(self, symbol: str, quantity: float) -> float:
-        try:
-            return self._amount(symbol, quantity)
-        except ccxt.InvalidOrder:
-            return 0.0
+    # --- stop-and-target pairs (Binance OCO; see engine.execution.ccxt_protection) -------------------
+    def supports_protection_pair(self, symbol: str) -> bool:
+        return self._protective.supports_pair(symbol)
+
+    async def place_protection(
+        self, stop_client_id: str, symbol: str, side: Side, quantity: float, stop_price: float, target_price: float
+    ) -> PairAck:
+        return await self._protective.place_pair(stop_client_id, symbol, side, quantity, stop_price, target_price)
+
+    async def replace_protection(
+        self, old_stop_client_id: str, new_stop_client_id: str, symbol: str, side: Side, quantity: float,
+        stop_price: float, target_price: float,
+    ) -> PairAck:
+        return await self._protective.replace_pair(old_stop_client_id, new_stop_client_id, symbol, side, quantity,
+                                                   stop_price, target_price)
+
+    async def cancel_protection(self, stop_client_id: str, symbol: str) -> PairAck:
+        return await self._protective.cancel_pair(stop_client_id, symbol)
+
+    async def fetch_protection(self, stop_client_id: str, symbol: str) -> PairAck | None:
+        await self.ensure_markets()
+        return await self._protective.fetch_pair(stop_client_id, symbol)
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> OrderAck:
         async def attempt() -> OrderAck:
             try:
-                raw = await self._client.cancel_order(None, symbol, {"clientOrderId": client_order_id})
+                raw = await self.client.cancel_order(None, symbol, {"clientOrderId": client_order_id})
             except ccxt.OrderNotFound:
                 # Unknown *open* order: it filled, was cancelled by an earlier lost attempt, or never
                 # existed. Only the last is an error.
-                existing = await self._find(client_order_id, symbol)
+                existing = await self.find(client_order_id, symbol)
                 if existing is None:
                     raise
-                return await self._full_ack(existing, client_order_id)
+                return await self.full_ack(existing, client_order_id)
             except _PARSER_FAILURES as exc:
                 raise MalformedReplyError(f"cancel reply could not be parsed ({type(exc).__name__})") from None
-            return parse_order_ack(raw, client_order_id, self._now_ms())
+            return parse_order_ack(raw, client_order_id, self.now_ms())
 
-        await self._ensure_markets()
-        result: OrderAck = await self._call(f"cancel_order {symbol} {client_order_id}", attempt)
-        if result.status is OrderStatus.FILLED and not result.fills:
-            result = await self._with_trades(result)
-        return result
+        await self.ensure_markets()
+        result: OrderAck = await self.call(f"cancel_order {symbol} {client_order_id}", attempt)
+        return await self.with_trades_if_filled(result) if result.status is OrderStatus.FILLED else result
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> OrderAck | None:
-        await self._ensure_markets()
-        return await self._lookup(client_order_id, symbol)
+        await self.ensure_markets()
+        return await self.lookup(client_order_id, symbol)
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[OrderAck]:
-        await self._ensure_markets()
-        raws = await self._call(f"fetch_open_orders {symbol or 'all'}", lambda: self._client.fetch_open_orders(symbol))
+        await self.ensure_markets()
+        raws = await self.call(f"fetch_open_orders {symbol or 'all'}", lambda: self.client.fetch_open_orders(symbol))
         acks = []
         for raw in raws:
             try:
-                acks.append(parse_order_ack(raw, str(raw.get("clientOrderId") or ""), self._now_ms()))
+                acks.append(parse_order_ack(raw, str(raw.get("clientOrderId") or ""), self.now_ms()))
             except MalformedReplyError:
                 continue  # an entry that is no order cannot be one of ours
         return acks
 
     async def fetch_balances(self) -> dict[str, Balance]:
-        raw = await self._call("fetch_balances", lambda: self._client.fetch_balance())
+        raw = await self.call("fetch_balances", lambda: self.client.fetch_balance())
         totals: dict[str, Any] = raw.get("total") or {}
         free: dict[str, Any] = raw.get("free") or {}
         return {
@@ -375,15 +379,15 @@ class CcxtBroker:
         One attempt only (a probe that retries would hide the outage it is there to report); its
         failure or success reaches ``on_error``/``on_success`` like every other call.
         """
-        result = await self._call("fetch_server_time", lambda: self._client.fetch_time(), once=True)
+        result = await self.call("fetch_server_time", lambda: self.client.fetch_time(), once=True)
         return int(result)
 
     async def close(self) -> None:
-        await self._client.close()
+        await self.client.close()
 
-    async def _find(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+    async def find(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
         try:
-            raw: dict[str, Any] = await self._client.fetch_order(None, symbol, {"clientOrderId": client_order_id})
+            raw: dict[str, Any] = await self.client.fetch_order(None, symbol, {"clientOrderId": client_order_id})
         except ccxt.OrderNotFound:
             return None
         except _PARSER_FAILURES as exc:

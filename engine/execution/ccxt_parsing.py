@@ -4,6 +4,10 @@ A reply that does not describe an order (an empty body, ``{}``, a truncated obje
 into ``None`` fields) must never be booked as one, and must never raise a stray ``ValueError`` deep in
 the order manager: :func:`parse_order_ack` raises :class:`MalformedReplyError` instead, which the
 broker treats like a lost reply (the outcome is unknown and is resolved by looking the order up).
+
+ccxt has no unified call for Binance's OCO order lists: the broker uses the implicit endpoint methods,
+whose replies are Binance's own JSON; :func:`parse_order_list` and :func:`parse_raw_order` read those
+(the list, and each leg as Binance prints an order), with the same refusal of anything malformed.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 import ccxt  # type: ignore[import-untyped]
 
-from engine.execution.broker import OrderAck
+from engine.execution.broker import OrderAck, PairAck
 from engine.models import Fill, Order, OrderStatus, OrderType, Side
 
 _RAW_STATUS = {
@@ -40,6 +44,7 @@ _RAW_TYPE = {
     "STOP_LOSS_LIMIT": OrderType.STOP_LIMIT,
 }
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 
 
 class MalformedReplyError(ccxt.BadResponse):  # type: ignore[misc]
@@ -127,3 +132,80 @@ def parse_fill(trade: dict[str, Any], order: Order, default_ms: int) -> Fill:
         fee_asset=str(fee.get("currency") or ""),
         trade_id=str(trade.get("id") or ""),
     )
+
+
+def parse_raw_order(raw: Any, symbol: str, client_order_id: str, default_ms: int) -> OrderAck:
+    """One order as Binance prints it (an OCO reply's ``orderReports``), under our client order id.
+
+    Args:
+        raw: Binance's order object (``orderId``, ``status``, ``type``, ``side``, ``origQty``, ``executedQty``,
+            ``cummulativeQuoteQty``, ``price``, ``stopPrice``, ``transactTime``, and ``fills`` in a FULL reply).
+        symbol: the unified market symbol (``BTC/USDT``; Binance prints ``BTCUSDT``).
+        client_order_id: our id for it (a cancel report carries the cancel's id as ``clientOrderId``).
+        default_ms: time to use when the report has none (UTC ms).
+
+    Raises:
+        MalformedReplyError: ``raw`` is not an order (no id, side, known status or type, bad numbers).
+    """
+    if not isinstance(raw, dict) or raw.get("orderId") is None:
+        raise MalformedReplyError("order report is not an order object")
+    side = _SIDES.get(str(raw.get("side")).lower())
+    status = _RAW_STATUS.get(str(raw.get("status")))
+    order_type = _RAW_TYPE.get(str(raw.get("type")))
+    if side is None or status is None or order_type is None:
+        raise MalformedReplyError("order report lacks its side, status or type")
+    filled = _finite_float(raw.get("executedQty"), "executedQty")
+    quote = _finite_float(raw.get("cummulativeQuoteQty"), "cummulativeQuoteQty")
+    stop = _finite_float(raw.get("stopPrice"), "stopPrice")
+    created_ms = int(raw.get("transactTime") or raw.get("time") or default_ms)
+    order = Order(
+        client_order_id=client_order_id,
+        symbol=symbol,
+        side=side,
+        type=order_type,
+        quantity=_finite_float(raw.get("origQty"), "origQty"),
+        status=status,
+        created_ms=created_ms,
+        price=_finite_float(raw.get("price"), "price") if order_type in _LIMIT_TYPES else None,
+        stop_price=stop or None,
+        exchange_order_id=str(raw["orderId"]),
+        filled_quantity=filled,
+        average_price=quote / filled if filled > 0 and quote > 0 else None,
+    )
+    fills = []
+    for number, fill in enumerate(raw.get("fills") or []):
+        if not isinstance(fill, dict):
+            raise MalformedReplyError("order report has a fill that is no object")
+        fills.append(Fill(client_order_id, symbol, side, _finite_float(fill.get("qty"), "fill qty"),
+                          _finite_float(fill.get("price"), "fill price"),
+                          _finite_float(fill.get("commission"), "commission"), created_ms,
+                          str(fill.get("commissionAsset") or ""),
+                          str(fill.get("tradeId") or f"{raw['orderId']}-{number}")))
+    return OrderAck(order, tuple(fills))
+
+
+def parse_order_list(
+    raw: Any, symbol: str, stop_client_id: str, target_client_id: str, default_ms: int, *, recovered: bool = False
+) -> PairAck:
+    """The pair in a Binance OCO reply (``POST /api/v3/orderList/oco`` or ``DELETE /api/v3/orderList``).
+
+    The legs are found in ``orderReports`` by our client ids (``origClientOrderId`` in a cancel reply,
+    ``clientOrderId`` otherwise).
+
+    Raises:
+        MalformedReplyError: ``raw`` is not an OCO order list with a report for each of our legs.
+    """
+    if not isinstance(raw, dict) or raw.get("contingencyType") != "OCO" or raw.get("orderListId") is None:
+        raise MalformedReplyError(f"order list reply is not an OCO list: {type(raw).__name__} {str(raw)[:40]!r}")
+    reports = raw.get("orderReports")
+    if not isinstance(reports, list):
+        raise MalformedReplyError("order list reply carries no order reports")
+    legs: dict[str, Any] = {}
+    for report in reports:
+        if isinstance(report, dict):
+            legs[str(report.get("origClientOrderId") or report.get("clientOrderId"))] = report
+    if stop_client_id not in legs or target_client_id not in legs:
+        raise MalformedReplyError("order list reply lacks one of our legs")
+    default_ms = int(raw.get("transactionTime") or default_ms)
+    return PairAck(parse_raw_order(legs[stop_client_id], symbol, stop_client_id, default_ms),
+                   parse_raw_order(legs[target_client_id], symbol, target_client_id, default_ms), recovered)

@@ -21,7 +21,7 @@ RATE_WINDOW_MS = 60_000
 
 
 class ProtectionState(enum.StrEnum):
-    PROTECTED = "protected"  # one exchange stop rests for what the account holds
+    PROTECTED = "protected"  # one exchange stop (with its take-profit, where placed as a pair) rests for what is held
     PLACING_STOP = "placing_stop"  # a stop was sent; its outcome is not known yet
     UNPROTECTED = "unprotected"  # no stop: place one (sized from the free balance)
     EXITING = "exiting"  # sell at market (the stop is crossed, or an exit was decided)
@@ -34,20 +34,28 @@ class Protection:
 
     Attributes:
         state: where the position stands.
-        exit_reason: why it is being closed (EXITING / EXIT_REFUSED), e.g. ``signal: ...``.
+        exit_reason: why it is being closed (EXITING / EXIT_REFUSED), e.g. ``signal: ...`` or ``take_profit``.
+        modelled_price: the price the backtest's fill model gives this exit (a take-profit: the target), or None.
         attempts: orders sent by the protection loop since the last decision or bar.
         alerted: the state the last critical alert was sent for (one alert per state entered).
+        pair_refused: the venue refused the stop-and-target pair for this position: it is protected by a
+            lone stop, and the engine checks the target on each closed bar instead.
     """
 
     state: ProtectionState = ProtectionState.UNPROTECTED
     exit_reason: str = ""
+    modelled_price: float | None = None
     attempts: int = 0
     alerted: ProtectionState | None = None
+    pair_refused: bool = False
 
-    def enter(self, state: ProtectionState, exit_reason: str | None = None) -> None:
+    def enter(
+        self, state: ProtectionState, exit_reason: str | None = None, modelled_price: float | None = None
+    ) -> None:
         self.state = state
         if exit_reason is not None:
             self.exit_reason = exit_reason
+            self.modelled_price = modelled_price
         if state is ProtectionState.PROTECTED:
             self.alerted = None
 

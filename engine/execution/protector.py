@@ -2,10 +2,16 @@
 
 A position's :class:`~engine.execution.protection.ProtectionState` moves only here, in
 :meth:`Protector.drive_protection`: a loop, never the stop and exit paths calling each other. A stop the
-market has already crossed becomes one market exit; a refused stop is a critical alert and a retry on
+market has already crossed becomes one market exit; a take-profit target the market has already
+reached becomes one market exit as ``take_profit``; a refused stop is a critical alert and a retry on
 the next bar; a refused exit is a critical alert, halted entries and a retry on the next bar with the
 quantity re-read from the balance. Every order asks the order-rate governor first and is sized from
 what the account has free, floored to the lot.
+
+Where the venue allows it (:meth:`~engine.execution.take_profit.Targets.pair_target`) the stop is placed
+together with the take-profit target as one pair (one order, the quantity locked once); a pair the venue
+refuses for this position is replaced by a lone stop at once, and the engine then checks the target on
+each closed bar (:meth:`~engine.execution.take_profit.Targets.check_bar`).
 """
 
 from __future__ import annotations
@@ -14,11 +20,17 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from engine.decision import StopMoved
-from engine.errors import ExchangeCallException, OrderOutcomeUnknownException, StopWouldTriggerException
-from engine.execution.booking import sellable
-from engine.execution.broker import StopReplaceError
+from engine.errors import (
+    ExchangeCallException,
+    InsufficientFundsException,
+    OrderOutcomeUnknownException,
+    OrderRejectedException,
+    StopWouldTriggerException,
+)
+from engine.execution.booking import TAKE_PROFIT, sellable
+from engine.execution.broker import OrderAck, PairAck, TargetCrossedError
 from engine.execution.protection import Protection, ProtectionState
+from engine.execution.take_profit import target_intent
 from engine.models import Order, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
@@ -31,7 +43,7 @@ _P = ProtectionState
 
 
 class Protector:
-    """Stops and exits of the live positions of one :class:`~engine.order_manager.OrderManager`.
+    """Stops, pairs and exits of the live positions of one :class:`~engine.order_manager.OrderManager`.
 
     Args:
         manager: the order manager whose broker, books and events it uses (and whose stops it keeps).
@@ -74,10 +86,17 @@ class Protector:
             protection.alerted = protection.state
             self.m.emit(kind, message, data, "critical")
 
+    async def _rejected(self, *intents: Order | None) -> None:
+        for intent in intents:
+            if intent is not None:
+                await self.m.save(replace(intent, status=OrderStatus.REJECTED))
+
     async def _try_stop(self, symbol: str, protection: Protection) -> bool:
-        """Place the exchange stop; True if the loop should go on (the stop is crossed: exit now)."""
+        """Place the exchange stop (with its target, as a pair, where the venue allows it); True if the
+        loop should go on (the stop is crossed or the target reached: exit now; the pair refused: a lone stop)."""
         position = self.m.portfolio.positions[symbol]
         stop_price = position.stop_price
+        target = self.m.targets_side.pair_target(symbol, protection)
         quantity = await self._sellable(symbol)
         if not quantity or not self.m.governed(symbol, "stop"):
             protection.enter(_P.UNPROTECTED)
@@ -88,32 +107,59 @@ class Protector:
         cid = self.m.new_client_id(symbol, STOP)
         intent = Order(cid, symbol, Side.SELL, OrderType.STOP_MARKET, quantity, OrderStatus.INTENT, self.m.now(),
                        stop_price=stop_price, reason=f"{STOP}: protective")
-        await self.m.save(intent)
+        paired = None if target is None else target_intent(intent, target)
+        await self.m.save(intent)  # write-ahead: both legs persisted before anything is sent
+        if paired is not None:
+            await self.m.save(paired)
         protection.enter(_P.PLACING_STOP)
         try:
-            ack = await self.m.broker.place_stop_loss(cid, symbol, Side.SELL, quantity, stop_price)
+            if paired is None:
+                ack: OrderAck | PairAck = await self.m.broker.place_stop_loss(cid, symbol, Side.SELL, quantity,
+                                                                             stop_price)
+            else:
+                ack = await self.m.broker.place_protection(cid, symbol, Side.SELL, quantity, stop_price,
+                                                           float(target or 0.0))
+        except TargetCrossedError as exc:
+            await self._rejected(intent, paired)
+            self.m.emit("TargetReached", f"{symbol}: target {target:.8g} already reached ({exc.reason}); selling at "
+                        "market", {"symbol": symbol, "target": target, "modelled_exit": target}, "info")
+            self.m.core.pending.add(symbol)
+            protection.enter(_P.EXITING, TAKE_PROFIT, target)
+            return True
         except StopWouldTriggerException as exc:
-            await self.m.save(replace(intent, status=OrderStatus.REJECTED))
+            await self._rejected(intent, paired)
             self.m.emit("StopRefused", f"{symbol}: stop {stop_price:.8g} already crossed ({exc.reason}); selling at "
-                       "market", {"symbol": symbol, "stop": stop_price}, "warning")
+                        "market", {"symbol": symbol, "stop": stop_price}, "warning")
             self.m.core.pending.add(symbol)
             protection.enter(_P.EXITING, "stop already crossed")
             return True
         except OrderOutcomeUnknownException as exc:
-            await self.m.mark_uncertain(intent, exc)
+            await self.m.mark_uncertain(intent, exc, paired)
             return False
         except ExchangeCallException as exc:
-            await self.m.save(replace(intent, status=OrderStatus.REJECTED))
+            await self._rejected(intent, paired)
             protection.enter(_P.UNPROTECTED)
+            if paired is not None and isinstance(exc, OrderRejectedException) and not isinstance(
+                    exc, InsufficientFundsException):
+                protection.pair_refused = True  # a lone stop now; the engine watches the target on each bar
+                self.m.emit("TargetNotPlaced", f"{symbol}: stop-and-target pair refused ({exc.reason}); a lone stop "
+                            "instead, the target is checked on each closed bar", {"symbol": symbol, "target": target},
+                            "warning")
+                return True
             self._alert_once(protection, "PositionUnprotected", f"{symbol}: stop not placed ({exc}); retrying next "
                              "candle", {"symbol": symbol, "stop": stop_price, "error": type(exc).__name__})
             return False
-        await self.stop_resting(symbol, replace(ack.order, reason=intent.reason, created_ms=intent.created_ms))
+        if isinstance(ack, PairAck):
+            assert paired is not None
+            await self.m.targets_side.settle_pair(symbol, intent, paired, ack)
+        else:
+            await self.stop_resting(symbol, replace(ack.order, reason=intent.reason, created_ms=intent.created_ms))
         return False
 
     async def stop_resting(self, symbol: str, stop: Order) -> None:
         await self.m.save(stop)
         self.m.stops[symbol] = stop
+        self.m.targets.pop(symbol, None)
         protection = self.m.protection_of(symbol)
         if not protection.exiting:  # an exit decided meanwhile still wins: it cancels this stop first
             protection.enter(_P.PROTECTED)
@@ -121,27 +167,48 @@ class Protector:
                     f"{stop.quantity:g}", {"symbol": symbol, "stop": stop.stop_price, "qty": stop.quantity,
                                            "client_order_id": stop.client_order_id})
 
-    async def _try_exit(self, symbol: str, protection: Protection) -> bool:
-        """Sell the position at market; True if the loop should go on (a remainder needs its stop)."""
-        stop = self.m.stops.get(symbol)
-        if stop is not None:
-            try:
-                cancelled = await self.m.broker.cancel_order(stop.client_order_id, symbol)
-            except ExchangeCallException as exc:
-                self.m.emit("ExitPostponed", f"{symbol}: exit postponed, stop not cancelled ({exc})",
-                           {"symbol": symbol}, "warning")
-                return False  # the stop still rests: the position stays protected meanwhile
+    async def cancel_resting(self, symbol: str) -> bool:
+        """Take the symbol's resting stop (and its target) down; False if it had sold meanwhile (booked now).
+
+        Raises:
+            ExchangeCallException: not cancelled; it still rests.
+        """
+        stop, target = self.m.stops.get(symbol), self.m.targets.get(symbol)
+        if stop is None:
+            return True
+        if target is None:
+            cancelled = await self.m.broker.cancel_order(stop.client_order_id, symbol)
             if cancelled.status is OrderStatus.FILLED:
-                await self.m.stop_filled(symbol, stop, cancelled)
+                await self.m.books.stop_filled(symbol, stop, cancelled)
                 return False
             await self.m.save(replace(stop, status=OrderStatus.CANCELED))
-            self.m.stops.pop(symbol, None)
+        else:
+            pair = await self.m.broker.cancel_protection(stop.client_order_id, symbol)
+            if pair.filled_leg is not None:
+                await self.m.targets_side.settle_pair(symbol, stop, target, pair)
+                return False
+            await self.m.save(replace(stop, status=OrderStatus.CANCELED))
+            await self.m.save(replace(target, status=OrderStatus.CANCELED))
+        self.m.stops.pop(symbol, None)
+        self.m.targets.pop(symbol, None)
+        return True
+
+    async def _try_exit(self, symbol: str, protection: Protection) -> bool:
+        """Sell the position at market; True if the loop should go on (a remainder needs its stop)."""
+        try:
+            if not await self.cancel_resting(symbol):
+                return False  # the stop or target sold first
+        except ExchangeCallException as exc:
+            self.m.emit("ExitPostponed", f"{symbol}: exit postponed, stop not cancelled ({exc})",
+                        {"symbol": symbol}, "warning")
+            return False  # the stop still rests: the position stays protected meanwhile
         quantity = await self._sellable(symbol)
         if not quantity or not self.m.governed(symbol, "exit"):
             return self._exit_refused(symbol, protection, "balance unknown, nothing sellable or order rate limit")
         cid = self.m.new_client_id(symbol, EXIT)
+        # ``price`` of a market exit: the fill model's price for it where that differs (a take-profit's target).
         intent = Order(cid, symbol, Side.SELL, OrderType.MARKET, quantity, OrderStatus.INTENT, self.m.now(),
-                       reason=f"{EXIT}: {protection.exit_reason or 'exit'}")
+                       price=protection.modelled_price, reason=f"{EXIT}: {protection.exit_reason or 'exit'}")
         await self.m.save(intent)
         try:
             ack = await self.m.broker.submit_market_order(cid, symbol, Side.SELL, quantity)
@@ -151,7 +218,7 @@ class Protector:
         except ExchangeCallException as exc:
             await self.m.save(replace(intent, status=OrderStatus.REJECTED))
             return self._exit_refused(symbol, protection, str(exc))
-        return await self.m.apply_exit(intent, ack)
+        return await self.m.books.apply_exit(intent, ack)
 
     def _exit_refused(self, symbol: str, protection: Protection, reason: str) -> bool:
         protection.enter(_P.EXIT_REFUSED)
@@ -161,79 +228,35 @@ class Protector:
             self.m.halt(f"exit refused on {symbol}")
         return False
 
-    async def move_stop(self, decision: StopMoved) -> None:
-        symbol = decision.symbol
-        position = self.m.portfolio.positions.get(symbol)
-        if position is None:
-            return
-        protection = self.m.protection_of(symbol)
-        old = self.m.stops.get(symbol)
-        if protection.state is not _P.PROTECTED or old is None or self.m.awaiting(symbol):
-            if not protection.exiting:  # no stop rests: place one at the new level
-                protection.new_budget()
-                await self.drive_protection(symbol)
-            return
-        if not self.m.governed(symbol, "stop move"):
-            return  # the old stop keeps resting
-        new_cid = self.m.new_client_id(symbol, "trail")
-        mine = position.quantity + self.m.portfolio.dust.get(symbol, 0.0)
-        intent = Order(new_cid, symbol, Side.SELL, OrderType.STOP_MARKET, mine, OrderStatus.INTENT, self.m.now(),
-                       stop_price=decision.stop_price, reason=f"{STOP}: trailing")
-        await self.m.save(intent)
-        try:
-            ack = await self.m.broker.replace_stop_loss(old.client_order_id, new_cid, symbol, Side.SELL, mine,
-                                                      decision.stop_price)
-        except StopReplaceError as exc:
-            await self.m.save(replace(intent, status=OrderStatus.REJECTED))
-            await self.m.save(replace(old, status=OrderStatus.CANCELED))
-            self.m.stops.pop(symbol, None)
-            if exc.restored is not None:
-                await self.m.save(replace(exc.restored.order, reason=f"{STOP}: restored"))
-                self.m.stops[symbol] = replace(exc.restored.order, reason=f"{STOP}: restored")
-                return
-            if exc.would_trigger:
-                self.m.core.pending.add(symbol)
-                protection.enter(_P.EXITING, "trailing stop crossed")
-            else:
-                protection.enter(_P.UNPROTECTED)
-            protection.new_budget()
-            await self.drive_protection(symbol)
-            return
-        except OrderOutcomeUnknownException as exc:  # the old stop was cancelled; the new one's fate is unknown
-            await self.m.save(replace(old, status=OrderStatus.CANCELED))
-            self.m.stops.pop(symbol, None)
-            protection.enter(_P.PLACING_STOP)
-            await self.m.mark_uncertain(intent, exc)
-            return
-        except ExchangeCallException as exc:
-            await self.m.save(replace(intent, status=OrderStatus.REJECTED))
-            log.warning("%s: stop not moved (%s); the old stop stays", symbol, exc)
-            return
-        if ack.client_order_id == old.client_order_id:  # the old stop had filled: nothing to move
-            await self.m.save(replace(intent, status=OrderStatus.CANCELED))
-            await self.m.stop_filled(symbol, old, ack)
-            return
-        await self.m.save(replace(old, status=OrderStatus.CANCELED))
-        await self.m.save(replace(ack.order, reason=intent.reason, created_ms=intent.created_ms))
-        self.m.stops[symbol] = replace(ack.order, reason=intent.reason, created_ms=intent.created_ms)
-
     async def poll_stop(self, symbol: str) -> None:
-        """Has the symbol's exchange stop filled since the last candle?"""
-        stop = self.m.stops.get(symbol)
+        """Has the symbol's exchange stop (or a leg of its pair) filled since the last candle?"""
+        stop, target = self.m.stops.get(symbol), self.m.targets.get(symbol)
         if stop is None:
             return
         try:
             ack = await self.m.broker.fetch_order(stop.client_order_id, symbol)
+            if target is not None and ack is not None and not ack.is_open:  # a leg sold, or the pair is gone
+                pair = await self.m.broker.fetch_protection(stop.client_order_id, symbol)
+                if pair is not None:
+                    await self.m.targets_side.settle_pair(symbol, stop, target, pair)
+                    if pair.filled_leg is None and symbol in self.m.portfolio.positions:
+                        self._stop_lost(symbol, stop, "cancelled or expired")
+                    return
         except ExchangeCallException as exc:
             log.warning("%s: stop status unknown this candle (%s)", symbol, exc)
             return
         if ack is not None and ack.status is OrderStatus.FILLED:
-            await self.m.stop_filled(symbol, stop, ack)
+            await self.m.books.stop_filled(symbol, stop, ack)
         elif ack is None or ack.status.is_terminal:  # cancelled or expired outside the bot, or unknown there
             await self.m.save(replace(stop, status=OrderStatus.CANCELED if ack is None else ack.status))
+            if target is not None:
+                await self.m.save(replace(target, status=OrderStatus.CANCELED))
             self.m.stops.pop(symbol, None)
+            self.m.targets.pop(symbol, None)
             if symbol in self.m.portfolio.positions:
                 self.m.protection_of(symbol).enter(_P.UNPROTECTED)
-                self.m.emit("StopLost", f"{symbol}: exchange stop {stop.client_order_id} is gone "
-                           f"({'unknown' if ack is None else ack.status.value}); placing a new one",
-                           {"symbol": symbol, "client_order_id": stop.client_order_id}, "warning")
+                self._stop_lost(symbol, stop, "unknown" if ack is None else ack.status.value)
+
+    def _stop_lost(self, symbol: str, stop: Order, how: str) -> None:
+        self.m.emit("StopLost", f"{symbol}: exchange stop {stop.client_order_id} is gone ({how}); placing a new one",
+                    {"symbol": symbol, "client_order_id": stop.client_order_id}, "warning")

@@ -34,6 +34,7 @@ from tests.fakes.fake_binance import FakeBinance, Fault, FaultKind
 
 SYMBOL = "BTC/USDT"
 ORDER = ("POST", "/api/v3/order")
+OCO = ("POST", "/api/v3/orderList/oco")
 FEE_RATE = "0.00075"  # the BNB-less taker fee: the net quantity is off the lot grid, so dust is real
 WINDOW_S = 1.0  # lookups of an unknown order before it may be called absent
 ORDERS_PER_SYMBOL_PER_MINUTE = 6
@@ -76,7 +77,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 def _kinds(rig: LiveRig) -> list[str]:
-    return [event.kind for event in rig.engine._recent]
+    return [event.kind for event in rig.engine.recent_events]
 
 
 def _assert_books_match_the_account(rig: LiveRig) -> None:
@@ -87,7 +88,9 @@ def _assert_books_match_the_account(rig: LiveRig) -> None:
     limits = rig.engine.core.limits_for(SYMBOL)
     assert stop.orig_qty == Decimal(str(floor_to_lot(float(held), limits))), "one stop for the free balance"
     assert rig.fake.duplicate_client_ids() == [], "no client id accepted twice"
-    assert len(rig.fake.accepted_orders(SYMBOL)) == 2, "one entry, one stop: nothing sent twice"
+    # The strategy's entries carry the backtest's take-profit: the stop rests as an OCO pair (two legs, one send).
+    assert len(rig.fake.accepted_orders(SYMBOL)) == 3, "one entry, one stop-and-target pair: nothing sent twice"
+    assert len(rig.fake.open_order_lists(SYMBOL)) == 1
 
 
 async def test_a_normal_entry_is_booked_net_of_the_base_asset_fee_and_its_stop_sells_what_is_held(rig: LiveRig) -> None:
@@ -166,7 +169,8 @@ async def test_refused_stops_and_exits_stay_under_the_governor_and_end_closed_on
     await _deliver(rig, entry)
     [stop] = rig.open_stops()
     rig.fake.exchange.cancel("BTCUSDT", None, stop.client_order_id)
-    rig.fake.inject(*ORDER, FaultKind.REJECT_INSUFFICIENT, times=10_000)  # every order refused with -2010
+    for endpoint in (ORDER, OCO):  # every order refused with -2010 (the stop goes out as an OCO pair)
+        rig.fake.inject(*endpoint, FaultKind.REJECT_INSUFFICIENT, times=10_000)
     gap = float(stop.stop_price) * 0.9
 
     posts_before = len(rig.fake.order_posts(SYMBOL))

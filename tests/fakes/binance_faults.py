@@ -54,8 +54,8 @@ REPLIES_AFTER_HANDLING = frozenset(
 )
 """Kinds whose request is handled in full before the misleading reply is sent."""
 
-DEFERRABLE_ENDPOINTS = frozenset({("POST", "/api/v3/order")})
-"""Where ``LATE_VISIBILITY`` means something: only a new order can turn up on the books later."""
+DEFERRABLE_ENDPOINTS = frozenset({("POST", "/api/v3/order"), ("POST", "/api/v3/orderList/oco")})
+"""Where ``LATE_VISIBILITY`` means something: only a new order (or OCO list) can turn up on the books later."""
 
 
 @dataclass(frozen=True)

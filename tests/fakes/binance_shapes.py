@@ -1,10 +1,11 @@
-"""Provides Binance spot JSON shapes for the fake exchange: markets, orders, trades and error codes.
+"""Provides Binance spot JSON shapes for the fake exchange: markets, orders, OCO order lists, trades and error codes.
 
 Amounts are ``Decimal`` and printed the way Binance prints them (eight decimals).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,11 @@ DUPLICATE_ORDER = (-2010, "Duplicate order sent.")
 WOULD_TRIGGER = (-2010, "Stop price would trigger immediately.")
 UNKNOWN_ORDER_CANCEL = (-2011, "Unknown order sent.")
 ORDER_DOES_NOT_EXIST = (-2013, "Order does not exist.")
+ORDER_LIST_DOES_NOT_EXIST = (-2013, "Order list does not exist.")
+WOULD_MATCH = (-2010, "Order would immediately match and take.")
+PRICE_RELATIONSHIP = (-2010, "The relationship of the prices for the orders is not correct.")
+OCO_NOT_SUPPORTED = (-2010, "OCO orders are not supported for this symbol")
+OCO_TYPE_REJECTED = (-1158, "Order type not supported in OCO.")
 
 
 @dataclass
@@ -57,6 +63,7 @@ class FakeMarket:
     min_notional: str = "5"
     order_types: tuple[str, ...] = DEFAULT_ORDER_TYPES
     status: str = "TRADING"
+    oco_allowed: bool = True
 
     @property
     def symbol(self) -> str:
@@ -75,7 +82,7 @@ class FakeMarket:
             "quoteCommissionPrecision": 8,
             "orderTypes": list(self.order_types),
             "icebergAllowed": True,
-            "ocoAllowed": True,
+            "ocoAllowed": self.oco_allowed,
             "otoAllowed": True,
             "quoteOrderQtyMarketAllowed": True,
             "allowTrailingStop": True,
@@ -122,6 +129,7 @@ class FakeTrade:
     commission: Decimal
     commission_asset: str
     time_ms: int
+    is_maker: bool = False
 
     def fill_json(self) -> dict[str, Any]:
         return {
@@ -145,7 +153,7 @@ class FakeTrade:
             "commissionAsset": self.commission_asset,
             "time": self.time_ms,
             "isBuyer": self.side == "BUY",
-            "isMaker": False,
+            "isMaker": self.is_maker,
             "isBestMatch": True,
         }
 
@@ -168,6 +176,7 @@ class FakeOrder:
     triggered: bool = False
     locked: Decimal = Decimal(0)
     fills: list[FakeTrade] = field(default_factory=list)
+    order_list_id: int = -1  # an OCO leg's list (its lock is the list's), else -1
 
     @property
     def is_open(self) -> bool:
@@ -178,7 +187,7 @@ class FakeOrder:
         return {
             "symbol": self.symbol,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id,
             "price": fmt(self.price),
             "origQty": fmt(self.orig_qty),
@@ -213,3 +222,92 @@ class FakeOrder:
         body["origClientOrderId"] = self.client_order_id
         body["clientOrderId"] = cancel_client_id
         return body
+
+
+@dataclass
+class FakeOrderList:
+    """One OCO order list: two legs (below first, as Binance reports them) and the quantity locked once."""
+
+    order_list_id: int
+    list_client_id: str
+    symbol: str
+    legs: list[FakeOrder]
+    time_ms: int
+    locked: Decimal = Decimal(0)
+    lock_asset: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return any(leg.is_open for leg in self.legs)
+
+    def list_json(self) -> dict[str, Any]:
+        """GET /api/v3/orderList and /api/v3/openOrderList shape (no order reports)."""
+        done = not self.is_open
+        return {
+            "orderListId": self.order_list_id,
+            "contingencyType": "OCO",
+            "listStatusType": "ALL_DONE" if done else "EXEC_STARTED",
+            "listOrderStatus": "ALL_DONE" if done else "EXECUTING",
+            "listClientOrderId": self.list_client_id,
+            "transactionTime": self.time_ms,
+            "symbol": self.symbol,
+            "orders": [
+                {"symbol": leg.symbol, "orderId": leg.order_id, "clientOrderId": leg.client_order_id}
+                for leg in self.legs
+            ],
+        }
+
+    def placed_json(self, response_type: str) -> dict[str, Any]:
+        """POST /api/v3/orderList/oco: ``ACK`` has no reports, ``RESULT`` reports without fills, ``FULL`` with."""
+        body = self.list_json()
+        if response_type != "ACK":
+            reports = [leg.full_json() for leg in self.legs]
+            if response_type != "FULL":
+                for report in reports:
+                    report.pop("fills")
+            body["orderReports"] = reports
+        return body
+
+    def cancel_json(self, cancel_client_id: str) -> dict[str, Any]:
+        """DELETE /api/v3/orderList."""
+        body = self.list_json()
+        body["orderReports"] = [leg.cancel_json(cancel_client_id) for leg in self.legs]
+        return body
+
+
+def exchange_info_json(markets: Iterable[FakeMarket], now_ms: int) -> dict[str, Any]:
+    """GET /api/v3/exchangeInfo."""
+    return {
+        "timezone": "UTC",
+        "serverTime": now_ms,
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        ],
+        "exchangeFilters": [],
+        "symbols": [market.exchange_info() for market in markets],
+    }
+
+
+def account_json(balances: Mapping[str, Sequence[Decimal]], now_ms: int) -> dict[str, Any]:
+    """GET /api/v3/account from ``asset -> [free, locked]``."""
+    return {
+        "makerCommission": 10,
+        "takerCommission": 10,
+        "buyerCommission": 0,
+        "sellerCommission": 0,
+        "canTrade": True,
+        "canWithdraw": False,
+        "canDeposit": False,
+        "brokered": False,
+        "requireSelfTradePrevention": False,
+        "preventSor": False,
+        "updateTime": now_ms,
+        "accountType": "SPOT",
+        "balances": [
+            {"asset": asset, "free": fmt(free), "locked": fmt(locked)}
+            for asset, (free, locked) in sorted(balances.items())
+        ],
+        "permissions": ["SPOT"],
+        "uid": 1,
+    }

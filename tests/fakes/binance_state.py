@@ -7,7 +7,9 @@ its base quantity (so two full-size stops on one position cannot coexist), a sto
 already crossed is refused, a client order id is refused as a duplicate only while its order is open
 (as on Binance: a filled or cancelled order's id books a new order), and market orders fill at the
 price the test set with the test's taker fee charged in the asset received (base on a BUY, quote on
-a SELL).
+a SELL). OCO order lists (:mod:`tests.fakes.binance_lists`) rest a ``LIMIT_MAKER`` beside a stop: the
+maker leg fills at its limit price with the maker fee once the price reaches it, and the other leg
+expires.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from engine.timeframes import parse_timeframe
+from tests.fakes.binance_lists import OrderLists
 from tests.fakes.binance_shapes import (
     DUPLICATE_ORDER,
     EIGHT_PLACES,
@@ -43,6 +46,8 @@ class FakeSpotExchange:
     Args:
         clock: current time in UTC ms (used for order times and which candles exist yet).
         fee_rate: taker fee as a ratio in [0, 1], charged in the asset received.
+        maker_fee_rate: the fee of a resting maker order that fills (an OCO's ``LIMIT_MAKER`` leg);
+            None = ``fee_rate``.
         reject_duplicates_of_open_only: True (the default, Binance's rule) refuses a client order
             id only while an order with it is open (NEW / PARTIALLY_FILLED), so re-sending a filled
             order's id books a second order. False refuses any reuse: a strict mode for tests
@@ -54,10 +59,12 @@ class FakeSpotExchange:
         clock: Callable[[], int],
         *,
         fee_rate: Decimal | str = "0.001",
+        maker_fee_rate: Decimal | str | None = None,
         reject_duplicates_of_open_only: bool = True,
     ) -> None:
         self.clock = clock
         self.fee_rate = Decimal(fee_rate)
+        self.maker_fee_rate = self.fee_rate if maker_fee_rate is None else Decimal(maker_fee_rate)
         self.reject_duplicates_of_open_only = reject_duplicates_of_open_only
         self.markets: dict[str, FakeMarket] = {}
         self.prices: dict[str, Decimal] = {}
@@ -69,6 +76,7 @@ class FakeSpotExchange:
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(5000)
         self._cancel_ids = itertools.count(1)
+        self.lists = OrderLists(self)
 
     # --- setup ----------------------------------------------------------------------------------
     def add_market(self, market: FakeMarket, price: Decimal | str | None = None) -> None:
@@ -161,33 +169,51 @@ class FakeSpotExchange:
             raise ExchangeRejection(*UNKNOWN_ORDER_CANCEL) from None
         if not order.is_open:
             raise ExchangeRejection(*UNKNOWN_ORDER_CANCEL)
-        self._unlock(order)
-        order.status = "CANCELED"
-        order.update_ms = self.clock()
-        return order, f"cancel{next(self._cancel_ids)}"
+        if order.order_list_id >= 0:  # cancelling one leg cancels the whole list
+            self.lists.end(self.lists.of(order), "CANCELED")
+        else:
+            self._unlock(order)
+            order.status = "CANCELED"
+            order.update_ms = self.clock()
+        return order, self.new_cancel_id()
+
+    def new_cancel_id(self) -> str:
+        return f"cancel{next(self._cancel_ids)}"
 
     def set_price(self, symbol: str, price: Decimal | str | float) -> list[FakeOrder]:
-        """Moves the market; triggers and fills every resting stop the new price crosses."""
+        """Moves the market; fills every resting stop the new price crosses and every maker limit it reaches."""
         market = self.market(symbol)
-        self.prices[symbol] = Decimal(str(price))
+        last = self.prices[symbol] = Decimal(str(price))
         filled: list[FakeOrder] = []
         for order in self.open_orders(symbol):
-            if order.type not in STOP_TYPES:
-                continue
-            last = self.prices[symbol]
-            if not order.triggered:
-                order.triggered = last <= order.stop_price if order.side == "SELL" else last >= order.stop_price
-            if not order.triggered:
-                continue
-            if order.type == "STOP_LOSS":
-                fill_price = last
-            elif (order.side == "SELL" and last >= order.price) or (order.side == "BUY" and last <= order.price):
-                fill_price = order.price
+            if not order.is_open:
+                continue  # expired just now by its list's other leg
+            sells = order.side == "SELL"
+            if order.type == "LIMIT_MAKER":
+                if not (last >= order.price if sells else last <= order.price):
+                    continue
+                fill_price, maker = order.price, True
+            elif order.type in STOP_TYPES:
+                if not order.triggered:
+                    order.triggered = last <= order.stop_price if sells else last >= order.stop_price
+                    if order.triggered and order.order_list_id >= 0:
+                        self.lists.activated(order)
+                if not order.triggered:
+                    continue
+                if order.type == "STOP_LOSS":
+                    fill_price = last
+                elif (sells and last >= order.price) or (not sells and last <= order.price):
+                    fill_price = order.price
+                else:
+                    continue  # triggered stop-limit rests as a limit order until the price comes back
+                maker = False
             else:
-                continue  # triggered stop-limit rests as a limit order until the price comes back
+                continue
             self._unlock(order)
-            self._execute(market, order, order.orig_qty, fill_price)
+            self._execute(market, order, order.orig_qty, fill_price, maker=maker)
             order.status = "FILLED"
+            if order.order_list_id >= 0:
+                self.lists.activated(order)
             filled.append(order)
         return filled
 
@@ -244,7 +270,9 @@ class FakeSpotExchange:
         order.locked = amount
 
     def _unlock(self, order: FakeOrder) -> None:
-        if order.locked:
+        if order.order_list_id >= 0:
+            self.lists.release(self.lists.of(order))
+        elif order.locked:
             market = self.markets[order.symbol]
             asset = market.base if order.side == "SELL" else market.quote
             self.balances[asset][0] += order.locked
@@ -255,23 +283,26 @@ class FakeSpotExchange:
         if self.free(asset) < amount:
             raise ExchangeRejection(*INSUFFICIENT_BALANCE)
 
-    def _execute(self, market: FakeMarket, order: FakeOrder, qty: Decimal, price: Decimal) -> None:
+    def _execute(
+        self, market: FakeMarket, order: FakeOrder, qty: Decimal, price: Decimal, *, maker: bool = False
+    ) -> None:
         if qty <= 0:
             return
+        rate = self.maker_fee_rate if maker else self.fee_rate
         for asset in (market.base, market.quote):
             self.balances.setdefault(asset, [Decimal(0), Decimal(0)])
         quote_amount = qty * price
         if order.side == "BUY":
-            fee, fee_asset = (qty * self.fee_rate).quantize(EIGHT_PLACES), market.base
+            fee, fee_asset = (qty * rate).quantize(EIGHT_PLACES), market.base
             self.balances[market.quote][0] -= quote_amount
             self.balances[market.base][0] += qty - fee
         else:
-            fee, fee_asset = (quote_amount * self.fee_rate).quantize(EIGHT_PLACES), market.quote
+            fee, fee_asset = (quote_amount * rate).quantize(EIGHT_PLACES), market.quote
             self.balances[market.base][0] -= qty
             self.balances[market.quote][0] += quote_amount - fee
         now = self.clock()
         trade = FakeTrade(
-            next(self._trade_ids), order.order_id, market.symbol, order.side, price, qty, fee, fee_asset, now
+            next(self._trade_ids), order.order_id, market.symbol, order.side, price, qty, fee, fee_asset, now, maker
         )
         order.fills.append(trade)
         order.executed_qty += qty

@@ -2,8 +2,9 @@
 
 Start it with ``async with FakeBinance() as fake:`` and point a client at ``fake.base_url``. It answers
 what ccxt's binance class asks for (exchangeInfo, time, ping, klines, ticker, account, order
-create/query/cancel, openOrders, myTrades) in Binance's JSON shapes, keeps its own order book in a
-:class:`~tests.fakes.binance_state.FakeSpotExchange`, records every request, and can be told to
+create/query/cancel, openOrders, myTrades, and the OCO order lists: ``POST /api/v3/orderList/oco``,
+``DELETE``/``GET /api/v3/orderList``, ``GET /api/v3/openOrderList``) in Binance's JSON shapes, keeps its own
+order book in a :class:`~tests.fakes.binance_state.FakeSpotExchange`, records every request, and can be told to
 misbehave on the next call(s) to one endpoint with :meth:`FakeBinance.inject` (the catalogue is in
 :mod:`tests.fakes.binance_faults`). By default it refuses a reused client order id only while that
 order is open, as Binance does; :meth:`FakeBinance.duplicate_client_ids` tells a test whether the
@@ -37,12 +38,24 @@ from tests.fakes.binance_faults import (
     reply_after_handling,
     unknown_send_status,
 )
-from tests.fakes.binance_shapes import ExchangeRejection, FakeMarket, FakeOrder, fmt
+from tests.fakes.binance_shapes import (
+    ExchangeRejection,
+    FakeMarket,
+    FakeOrder,
+    FakeOrderList,
+    account_json,
+    exchange_info_json,
+    fmt,
+)
 from tests.fakes.binance_state import FakeSpotExchange
 
 __all__ = ["FakeBinance", "Fault", "FaultKind", "LoggedRequest"]
 
-SIGNED_PATHS = frozenset({"/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades"})
+SIGNED_PATHS = frozenset({
+    "/api/v3/account", "/api/v3/order", "/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/orderList/oco",
+    "/api/v3/orderList", "/api/v3/openOrderList",
+})
+ORDER_SENDS = (("POST", "/api/v3/order"), ("POST", "/api/v3/orderList/oco"))
 
 
 @dataclass
@@ -79,6 +92,7 @@ class FakeBinance:
     Args:
         clock: current time in UTC ms (serverTime, order times, which candles exist).
         fee_rate: taker fee ratio in [0, 1].
+        maker_fee_rate: fee ratio of a resting maker order that fills (an OCO's limit leg); None = ``fee_rate``.
         api_key: value required in the ``X-MBX-APIKEY`` header of signed endpoints.
         api_secret: when not None, the HMAC-SHA256 signature of signed requests must match.
         reject_duplicates_of_open_only: True (Binance's rule) refuses a ``newClientOrderId`` only
@@ -87,6 +101,7 @@ class FakeBinance:
 
     clock: Callable[[], int] = _wall_clock_ms
     fee_rate: str = "0.001"
+    maker_fee_rate: str | None = None
     api_key: str = "fake-api-key"
     api_secret: str | None = "fake-api-secret"
     reject_duplicates_of_open_only: bool = True
@@ -95,10 +110,11 @@ class FakeBinance:
 
     def __post_init__(self) -> None:
         self.exchange = FakeSpotExchange(
-            self.clock, fee_rate=self.fee_rate, reject_duplicates_of_open_only=self.reject_duplicates_of_open_only
+            self.clock, fee_rate=self.fee_rate, maker_fee_rate=self.maker_fee_rate,
+            reject_duplicates_of_open_only=self.reject_duplicates_of_open_only,
         )
         self._faults = FaultQueue()
-        self._late_bookings = LateBookings(self.exchange.new_order)
+        self._late_bookings = LateBookings(self._book_late)
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -115,6 +131,10 @@ class FakeBinance:
             ("DELETE", "/api/v3/order"): self._cancel_order,
             ("GET", "/api/v3/openOrders"): self._open_orders,
             ("GET", "/api/v3/myTrades"): self._my_trades,
+            ("POST", "/api/v3/orderList/oco"): self._new_oco,
+            ("DELETE", "/api/v3/orderList"): self._cancel_order_list,
+            ("GET", "/api/v3/orderList"): self._query_order_list,
+            ("GET", "/api/v3/openOrderList"): self._open_order_lists,
         }
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -164,7 +184,8 @@ class FakeBinance:
         """Makes the next ``times`` requests to ``method path`` misbehave as ``fault`` says.
 
         With ``symbol`` (``BTC/USDT`` or ``BTCUSDT``) only requests for that symbol are affected.
-        ``LATE_VISIBILITY`` is refused (ValueError) on endpoints other than POST /api/v3/order.
+        ``LATE_VISIBILITY`` is refused (ValueError) on endpoints other than POST /api/v3/order and
+        /api/v3/orderList/oco.
         """
         chosen = fault if isinstance(fault, Fault) else Fault(fault)
         self._faults.add(method.upper(), path, chosen, times, _market_id(symbol))
@@ -178,10 +199,20 @@ class FakeBinance:
         return [r for r in self.log if (method is None or r.method == method) and (path is None or r.path == path)]
 
     def order_posts(self, symbol: str | None = None) -> list[LoggedRequest]:
-        """Every POST /api/v3/order received (refused and faulted ones too): the orders *sent*."""
+        """Every POST /api/v3/order and /api/v3/orderList/oco received (refused and faulted ones too): the
+        orders *sent*, an OCO pair counting as one send."""
         market_id = _market_id(symbol)
-        posts = self.requests("POST", "/api/v3/order")
+        posts = [r for r in self.log if (r.method, r.path) in ORDER_SENDS]
         return [r for r in posts if market_id is None or r.params.get("symbol") == market_id]
+
+    def oco_posts(self, symbol: str | None = None) -> list[LoggedRequest]:
+        """Every POST /api/v3/orderList/oco received."""
+        return [r for r in self.order_posts(symbol) if r.path == "/api/v3/orderList/oco"]
+
+    def open_order_lists(self, symbol: str | None = None) -> list[FakeOrderList]:
+        """The OCO lists still working, in booking order."""
+        market_id = _market_id(symbol)
+        return [o for o in self.exchange.lists.open_lists() if market_id is None or o.symbol == market_id]
 
     def accepted_orders(self, symbol: str | None = None) -> list[FakeOrder]:
         """Every order the exchange booked, in booking order, whatever the client was told."""
@@ -276,6 +307,10 @@ class FakeBinance:
             pass
 
     # --- endpoints -------------------------------------------------------------------------------
+    def _book_late(self, params: dict[str, str]) -> object:
+        """A ``LATE_VISIBILITY`` booking: an OCO list (its parameters name an above leg) or one order."""
+        return self.exchange.lists.new_oco(params) if "aboveType" in params else self.exchange.new_order(params)
+
     async def _ping(self, params: dict[str, str]) -> Any:
         return {}
 
@@ -283,28 +318,13 @@ class FakeBinance:
         return {"serverTime": self.clock()}
 
     async def _exchange_info(self, params: dict[str, str]) -> Any:
-        return {
-            "timezone": "UTC",
-            "serverTime": self.clock(),
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            ],
-            "exchangeFilters": [],
-            "symbols": [market.exchange_info() for market in self.exchange.markets.values()],
-        }
+        return exchange_info_json(self.exchange.markets.values(), self.clock())
 
     async def _klines(self, params: dict[str, str]) -> Any:
-        start = params.get("startTime")
-        end = params.get("endTime")
-        limit = min(int(params.get("limit", "500")), 1000)
-        return self.exchange.klines(
-            params.get("symbol", ""),
-            params.get("interval", ""),
-            None if start is None else int(start),
-            None if end is None else int(end),
-            limit,
-        )
+        start, end = params.get("startTime"), params.get("endTime")
+        return self.exchange.klines(params.get("symbol", ""), params.get("interval", ""),
+                                    None if start is None else int(start), None if end is None else int(end),
+                                    min(int(params.get("limit", "500")), 1000))
 
     def _priced_symbols(self, params: dict[str, str]) -> list[str]:
         symbol = params.get("symbol")
@@ -326,27 +346,7 @@ class FakeBinance:
         return rows[0] if "symbol" in params else rows
 
     async def _account(self, params: dict[str, str]) -> Any:
-        balances = [
-            {"asset": asset, "free": fmt(free), "locked": fmt(locked)}
-            for asset, (free, locked) in sorted(self.exchange.balances.items())
-        ]
-        return {
-            "makerCommission": 10,
-            "takerCommission": 10,
-            "buyerCommission": 0,
-            "sellerCommission": 0,
-            "canTrade": True,
-            "canWithdraw": False,
-            "canDeposit": False,
-            "brokered": False,
-            "requireSelfTradePrevention": False,
-            "preventSor": False,
-            "updateTime": self.clock(),
-            "accountType": "SPOT",
-            "balances": balances,
-            "permissions": ["SPOT"],
-            "uid": 1,
-        }
+        return account_json(self.exchange.balances, self.clock())
 
     async def _new_order(self, params: dict[str, str]) -> Any:
         return self.exchange.new_order(params).full_json()
@@ -366,17 +366,35 @@ class FakeBinance:
         order, cancel_id = self.exchange.cancel(*self._lookup_keys(params))
         return order.cancel_json(params.get("newClientOrderId", cancel_id))
 
+    async def _new_oco(self, params: dict[str, str]) -> Any:
+        return self.exchange.lists.new_oco(params).placed_json(params.get("newOrderRespType", "RESULT"))
+
+    def _list_keys(self, params: dict[str, str], client_key: str) -> tuple[str | None, str | None]:
+        list_id, client_id = params.get("orderListId"), params.get(client_key)
+        if list_id is None and client_id is None:
+            raise ExchangeRejection(
+                -1102, f"Param '{client_key}' or 'orderListId' must be sent, but both were empty/null!"
+            )
+        return list_id, client_id
+
+    async def _cancel_order_list(self, params: dict[str, str]) -> Any:
+        order_list = self.exchange.lists.cancel(params.get("symbol", ""), *self._list_keys(params, "listClientOrderId"))
+        return order_list.cancel_json(params.get("newClientOrderId") or self.exchange.new_cancel_id())
+
+    async def _query_order_list(self, params: dict[str, str]) -> Any:
+        return self.exchange.lists.find(*self._list_keys(params, "origClientOrderId")).list_json()
+
+    async def _open_order_lists(self, params: dict[str, str]) -> Any:
+        return [order_list.list_json() for order_list in self.exchange.lists.open_lists()]
+
     async def _open_orders(self, params: dict[str, str]) -> Any:
         return [order.query_json() for order in self.exchange.open_orders(params.get("symbol"))]
 
     async def _my_trades(self, params: dict[str, str]) -> Any:
         start = params.get("startTime")
-        trades = self.exchange.my_trades(
-            params.get("symbol", ""),
-            params.get("orderId"),
-            None if start is None else int(start),
-            min(int(params.get("limit", "500")), 1000),
-        )
+        trades = self.exchange.my_trades(params.get("symbol", ""), params.get("orderId"),
+                                         None if start is None else int(start),
+                                         min(int(params.get("limit", "500")), 1000))
         return [trade.my_trade_json() for trade in trades]
 
 
