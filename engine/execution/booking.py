@@ -15,13 +15,13 @@ prices: the order row keeps the modelled one in ``price`` and the real one in ``
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.execution.broker import OrderAck
 from engine.execution.protection import ProtectionState
 from engine.models import Fill, MarketLimits, Order, OrderStatus, PositionSide
 from engine.portfolio import QUANTITY_EPSILON
+from engine.precision import floor_to_step
 
 if TYPE_CHECKING:
     from engine.order_manager import OrderManager
@@ -31,7 +31,6 @@ TAKE_PROFIT = "take_profit"
 
 BALANCE_TOLERANCE = 1e-9
 """Base quantities closer than this (base units) are equal: Binance prints 8 decimals, floats add ~1e-16."""
-_TOLERANCE = Decimal(repr(BALANCE_TOLERANCE))
 
 
 @dataclass(frozen=True)
@@ -73,13 +72,12 @@ def exit_fee_quote(ack: OrderAck, base_asset: str, price: float) -> float:
 def floor_to_lot(quantity: float, limits: MarketLimits) -> float:
     """The largest multiple of the lot step not above ``quantity`` (what the exchange will accept to sell).
 
-    In decimal arithmetic, as the exchange counts: 0.0999 / 0.00001 is 9989.999... in binary floats.
+    The risk manager's own rounding (:func:`engine.precision.floor_to_step`), so a sell is floored
+    exactly as an entry was sized.
     """
     if quantity <= 0 or limits.lot_step <= 0:
         return max(quantity, 0.0)
-    step = Decimal(repr(limits.lot_step))
-    lots = ((Decimal(repr(quantity)) + _TOLERANCE) / step).to_integral_value(ROUND_DOWN)
-    return float(lots * step)
+    return floor_to_step(quantity, limits.lot_step)
 
 
 def sellable(held_by_bot: float, free: float, limits: MarketLimits) -> float:
@@ -145,26 +143,26 @@ class Bookkeeper:
 
     async def stop_filled(self, symbol: str, stop: Order, ack: OrderAck) -> None:
         """The exchange stop (lone, or a pair's stop leg) sold."""
-        self.m.stops.pop(symbol, None)
-        self.m.targets.pop(symbol, None)
-        order = replace(ack.order, reason=stop.reason, created_ms=stop.created_ms)
-        position = self.m.portfolio.positions.get(symbol)
-        if position is None:
-            await self.m.save(order)
-            return
-        await self.close(symbol, order, ack, "trailing_stop" if position.trailing_active else "stop")
+        await self._leg_filled(symbol, stop, ack, take_profit=False)
 
     async def target_filled(self, symbol: str, target: Order, ack: OrderAck) -> None:
         """A pair's take-profit leg sold: a take-profit exit, modelled at the position's target."""
+        await self._leg_filled(symbol, target, ack, take_profit=True)
+
+    async def _leg_filled(self, symbol: str, leg: Order, ack: OrderAck, *, take_profit: bool) -> None:
+        """A resting protective order sold: the pair (or lone stop) is gone, the position closes."""
         self.m.stops.pop(symbol, None)
         self.m.targets.pop(symbol, None)
-        order = replace(ack.order, reason=target.reason, created_ms=target.created_ms)
+        order = replace(ack.order, reason=leg.reason, created_ms=leg.created_ms)
         position = self.m.portfolio.positions.get(symbol)
         if position is None:
             await self.m.save(order)
             return
-        modelled = position.take_profit_price if position.take_profit_price is not None else target.price
-        await self.close(symbol, order, ack, TAKE_PROFIT, modelled)
+        if take_profit:
+            modelled = position.take_profit_price if position.take_profit_price is not None else leg.price
+            await self.close(symbol, order, ack, TAKE_PROFIT, modelled)
+        else:
+            await self.close(symbol, order, ack, "trailing_stop" if position.trailing_active else "stop")
 
     async def close(
         self, symbol: str, order: Order, ack: OrderAck, reason: str, modelled: float | None = None
