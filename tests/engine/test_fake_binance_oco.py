@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import ccxt  # type: ignore[import-untyped]
 import pytest
 
-from engine.execution.ccxt_client import create_binance_client
+from tests.engine.test_fake_binance import binance_client
 from tests.fakes.fake_binance import FakeBinance
 
 QTY = "0.05"
@@ -24,18 +23,6 @@ async def fake() -> AsyncIterator[FakeBinance]:
         server.set_balance("USDT", "10000")
         server.set_balance("BTC", "0.1")
         yield server
-
-
-@contextlib.asynccontextmanager
-async def binance_client(fake: FakeBinance) -> AsyncIterator[Any]:
-    client = create_binance_client(
-        fake.api_key, fake.api_secret, timeout_s=0.3, base_url=fake.base_url, enable_rate_limit=False
-    )
-    client.timeout_on_exit = 0
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture
