@@ -87,8 +87,12 @@ class ExchangeConfig(_Section):
 class RiskConfig(_Section):
     """Position sizing, stops and account limits (the seed's RiskConfig defaults)."""
 
+    # The largest share of equity at risk per trade (lost if the initial stop is hit): caps the scaled risk.
     max_position_size_percent: Percent = Field(default=2.0, gt=0, le=100)
+    # Base risk per trade before signal strength, confluence, volatility and half-open scaling.
     risk_per_trade_percent: Percent = Field(default=1.0, gt=0, le=100)
+    # Cap on one position's notional (% of equity); 100 = no leverage on spot.
+    max_notional_percent: Percent = Field(default=100.0, gt=0, le=100)
     max_daily_loss_percent: Percent = Field(default=5.0, gt=0, le=100)
     max_drawdown_percent: Percent = Field(default=10.0, gt=0, le=100)
     atr_lookback: int = Field(default=20, ge=1)

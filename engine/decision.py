@@ -19,7 +19,7 @@ from engine.config import BreakerConfig, RiskConfig
 from engine.limits import AccountLimits, LimitCheck
 from engine.models import CircuitState, ClosedTrade, Event, MarketLimits, PositionSide, TradingState
 from engine.portfolio import OpenPosition, Portfolio
-from engine.risk import DynamicRiskManager
+from engine.risk import DynamicRiskManager, SizeBound
 from engine.strategy import PreparedSymbol
 from engine.trailing import QuietTrail, QuietTrails
 
@@ -37,6 +37,7 @@ class EntryDecision:
     multiplier: float
     decided_ms: int
     reason: str
+    size_bound: SizeBound = SizeBound.RISK  # which sizing rule decided the quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +338,7 @@ class DecisionCore:
             multiplier=multiplier,
             decided_ms=now_ms,
             reason="; ".join(prepared.reasons_at(index)) + f"; {size.reason}",
+            size_bound=size.bound,
         )
         return decision, events
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from engine.config import RiskConfig
@@ -20,7 +21,16 @@ from engine.models import Event, MarketLimits, PositionSide
 from engine.precision import LIMIT_REL_EPS, STEP_EPS, ceil_to_step, floor_to_step, reaches
 from engine.trailing import TrailingPolicy, TrailingUpdate, trailing_policy_from_config, update_trailing_stop
 
-__all__ = ["DynamicRiskManager", "LimitCheck", "RiskAction", "SizeDecision", "TrailingUpdate"]
+__all__ = ["DynamicRiskManager", "LimitCheck", "RiskAction", "SizeBound", "SizeDecision", "TrailingUpdate"]
+
+
+class SizeBound(StrEnum):
+    """What decided an entry's size: the risk budget itself, or the cap that bound it."""
+
+    RISK = "risk"  # the scaled risk budget at the stop distance
+    MAX_RISK = "max_risk"  # the scaled budget exceeded max_position_size_percent of equity at risk
+    MAX_NOTIONAL = "max_notional"  # the notional reached max_notional_percent of equity
+    BALANCE = "balance"  # the free quote balance could not pay for more
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,7 @@ class SizeDecision:
         risk_amount: quote currency lost if the stop is hit (``quantity * |entry - stop|``), fees excluded.
         stop_price: initial stop (quote currency), None when no stop could be computed.
         reason: why this size (which cap bound it) or why it was refused.
+        bound: which rule decided the size (``RISK`` when no cap bound; also set on refusals).
     """
 
     quantity: float
@@ -40,15 +51,15 @@ class SizeDecision:
     risk_amount: float
     stop_price: float | None
     reason: str
+    bound: SizeBound = SizeBound.RISK
 
     @property
     def approved(self) -> bool:
         return self.quantity > 0.0
 
 
-
-def _refuse(reason: str, stop_price: float | None = None) -> SizeDecision:
-    return SizeDecision(0.0, 0.0, 0.0, stop_price, reason)
+def _refuse(reason: str, stop_price: float | None = None, bound: SizeBound = SizeBound.RISK) -> SizeDecision:
+    return SizeDecision(0.0, 0.0, 0.0, stop_price, reason, bound)
 
 
 def _finite(*values: float) -> bool:
@@ -58,9 +69,14 @@ def _finite(*values: float) -> bool:
     return True
 
 
-def _equity_cap_reason(config: RiskConfig) -> str:
-    """The sizing reason when the equity cap binds (formatted once per config, not per entry)."""
-    return f"capped at {config.max_position_size_percent}% of equity"
+def _bound_reasons(config: RiskConfig) -> dict[SizeBound, str]:
+    """The sizing reason per bound (formatted once per config, not per entry)."""
+    return {
+        SizeBound.RISK: "sized by risk",
+        SizeBound.MAX_RISK: f"risk capped at {config.max_position_size_percent}% of equity",
+        SizeBound.MAX_NOTIONAL: f"notional capped at {config.max_notional_percent}% of equity",
+        SizeBound.BALANCE: "capped by available balance",
+    }
 
 
 class DynamicRiskManager:
@@ -73,7 +89,7 @@ class DynamicRiskManager:
 
     def __init__(self, config: RiskConfig) -> None:
         self._config = config
-        self._equity_cap_reason = _equity_cap_reason(config)
+        self._bound_reasons = _bound_reasons(config)
         self._policy: TrailingPolicy = trailing_policy_from_config(config)
         self._limits = AccountLimits(config)
 
@@ -94,7 +110,7 @@ class DynamicRiskManager:
     def reconfigure(self, config: RiskConfig) -> None:
         """Apply new settings (e.g. a ``SetRiskLimit`` command) keeping the account state."""
         self._config = config
-        self._equity_cap_reason = _equity_cap_reason(config)
+        self._bound_reasons = _bound_reasons(config)
         self._policy = trailing_policy_from_config(config)
         self._limits.reconfigure(config)
 
@@ -180,9 +196,13 @@ class DynamicRiskManager:
             budget        = equity * risk_per_trade_percent / 100
                             * signal_strength * confluence_multiplier
                             * min(1, 1 / volatility_ratio) * size_multiplier
+            budget        = min(budget, equity * max_position_size_percent / 100)  # most at risk per trade
             qty_risk      = budget / |entry_price - stop|
-            cap_notional  = min(equity * max_position_size_percent / 100, available_balance)
+            cap_notional  = min(equity * max_notional_percent / 100, available_balance)
             quantity      = floor_to_lot_step(min(qty_risk, cap_notional / entry_price))
+
+        So the risk settings decide the size (twice the risk, twice the quantity) until a cap binds; the
+        decision's ``bound`` says which one did.
 
         Refused (quantity 0, reason set) when trading is halted by a limit, on non-finite inputs, on
         zero or negative equity, balance, price, ATR or scale factors, or when the rounded quantity is
@@ -231,31 +251,36 @@ class DynamicRiskManager:
         cfg = self._config
         unit_risk = abs(entry_price - stop)
         budget = equity * cfg.risk_per_trade_percent / 100.0 * scale
+        bound = SizeBound.RISK
+        max_risk = equity * cfg.max_position_size_percent / 100.0
+        if budget > max_risk:
+            budget, bound = max_risk, SizeBound.MAX_RISK
         qty_risk = budget / unit_risk
-        position_cap = equity * cfg.max_position_size_percent / 100.0
-        cap_notional = min(position_cap, available_balance)
+        notional_cap = equity * cfg.max_notional_percent / 100.0
+        cap_notional = min(notional_cap, available_balance)
         qty_cap = cap_notional / entry_price
         if qty_risk <= qty_cap:
-            raw_qty, binding = qty_risk, "sized by risk"
-        elif position_cap <= available_balance:
-            raw_qty, binding = qty_cap, self._equity_cap_reason
+            raw_qty = qty_risk
+        elif notional_cap <= available_balance:
+            raw_qty, bound = qty_cap, SizeBound.MAX_NOTIONAL
         else:
-            raw_qty, binding = qty_cap, "capped by available balance"
+            raw_qty, bound = qty_cap, SizeBound.BALANCE
+        binding = self._bound_reasons[bound]
         step = limits.lot_step
         quantity = floor_to_step(raw_qty, step)
         # floor_to_step may land STEP_EPS above the exact cap; step down rather than exceed a cap.
         if quantity * entry_price > cap_notional * (1.0 + LIMIT_REL_EPS):
             quantity = floor_to_step(quantity - step, step)
         if quantity <= 0.0:
-            return _refuse(f"size below one lot step {step} ({binding})", stop)
+            return _refuse(f"size below one lot step {step} ({binding})", stop, bound)
         if limits.min_qty > 0.0 and not reaches(quantity, limits.min_qty):
-            return _refuse(f"quantity {quantity} below market minimum {limits.min_qty} ({binding})", stop)
+            return _refuse(f"quantity {quantity} below market minimum {limits.min_qty} ({binding})", stop, bound)
         notional = quantity * entry_price
         if limits.min_notional > 0.0 and not reaches(notional, limits.min_notional):
             return _refuse(
-                f"notional {notional:.8g} below market minimum {limits.min_notional} ({binding})", stop
+                f"notional {notional:.8g} below market minimum {limits.min_notional} ({binding})", stop, bound
             )
-        return SizeDecision(quantity, notional, quantity * unit_risk, stop, binding)
+        return SizeDecision(quantity, notional, quantity * unit_risk, stop, binding, bound)
 
     # ---------------------------------------------------------------------------------------- limits
     def check_drawdown_limits(self, equity: float, now_ms: int) -> LimitCheck:

@@ -27,6 +27,7 @@ from engine.fills import FillModel
 from engine.models import ClosedTrade, Event, Fill, FloatArray, PositionSide, Side
 from engine.portfolio import QUANTITY_EPSILON
 from engine.quiet_runs import MAX, MIN, NO_BARS, QuietArrays
+from engine.risk import SizeBound
 from engine.strategy import PreparedSymbol
 from engine.timeframes import parse_timeframe
 
@@ -39,12 +40,14 @@ class TradeRecord:
         exit_kind: ``signal``, ``stop``, ``trailing_stop``, ``target``, ``risk_limit``, ``emergency_exit``,
             ``manual`` or ``end_of_data``.
         stop_and_target_in_one_bar: the exit bar reached both the stop and the target; the stop was assumed.
+        size_bound: which sizing rule decided the entry's quantity (the risk budget or a cap).
     """
 
     trade: ClosedTrade
     exit_kind: str
     stop_and_target_in_one_bar: bool = False
     entry_reason: str = ""
+    size_bound: SizeBound = SizeBound.RISK
 
 
 @dataclass
@@ -97,6 +100,7 @@ class SimulatedAccount:
         self.log = SimulationLog()
         self._pending: dict[str, list[EntryDecision | ExitDecision]] = {}
         self._entry_reasons: dict[str, str] = {}
+        self._entry_bounds: dict[str, SizeBound] = {}
         self._on_event = on_event
         self._keep_fills = keep_fills
         self.keep_events = keep_events
@@ -306,6 +310,7 @@ class SimulatedAccount:
             order.symbol, order.side, order.quantity, price, fee, time_ms, order.stop_price, order.take_profit_price
         )
         self._entry_reasons[order.symbol] = order.reason
+        self._entry_bounds[order.symbol] = order.size_bound
         if self._keep_fills:
             self.log.fills.append(Fill(f"sim-{order.symbol}-{time_ms}-in", order.symbol, order.side.entry_side,
                                        order.quantity, price, fee, time_ms))
@@ -344,7 +349,8 @@ class SimulatedAccount:
         fee = self.fill_model.commission(position.quantity, price)
         trade = portfolio.close(symbol, price, fee, time_ms, reason)
         kind = reason if reason in ("stop", "trailing_stop", "target") else _exit_kind(reason)
-        self.log.trades.append(TradeRecord(trade, kind, ambiguous, self._entry_reasons.pop(symbol, "")))
+        self.log.trades.append(TradeRecord(trade, kind, ambiguous, self._entry_reasons.pop(symbol, ""),
+                                           self._entry_bounds.pop(symbol, SizeBound.RISK)))
         if self._keep_fills:
             self.log.fills.append(Fill(f"sim-{symbol}-{time_ms}-out", symbol, position.side.exit_side,
                                        position.quantity, price, fee, time_ms))

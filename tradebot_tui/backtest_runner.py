@@ -102,6 +102,17 @@ def _number(value: float, spec: str = ".2f") -> str:
     return "-" if not math.isfinite(value) else format(value, spec)
 
 
+def _capped_entries(result: Any) -> str:
+    """``"3 of 40 (max risk 1, max notional 2)"``: how often a sizing cap, not the risk budget, decided the size."""
+    counts = result.metrics_dict()
+    trades = int(counts["total_trades"])
+    capped = int(counts["capped_entries"])
+    parts = [f"{name} {counts[key]}" for key, name in (
+        ("entries_sized_by_max_risk", "max risk"), ("entries_sized_by_max_notional", "max notional"),
+        ("entries_sized_by_balance", "balance")) if counts[key]]
+    return f"{capped} of {trades}" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def run_from_result(label: str, result: Any) -> BacktestRun:
     """The display form of an ``engine.backtest.result.BacktestResult``."""
     from engine.backtest.metrics import drawdown_series
@@ -122,6 +133,7 @@ def run_from_result(label: str, result: Any) -> BacktestRun:
         ("fees", _number(m.total_fees, ",.2f")),
         ("exposure", "-" if not math.isfinite(m.exposure) else f"{m.exposure * 100:.1f}%"),
         ("final equity", _number(m.final_equity, ",.2f")),
+        ("entries capped", _capped_entries(result)),
     )
     equity = np.asarray(result.equity, dtype=np.float64)
     times = np.asarray(result.equity_time_ms, dtype=np.int64)

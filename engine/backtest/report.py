@@ -45,6 +45,10 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("total_fees", "Fees", "money"),
     ("final_equity", "Final equity", "money"),
     ("stop_and_target_in_one_bar_trades", "Stop and target in one bar", "int"),
+    ("entries_sized_by_risk", "Entries sized by risk", "int"),
+    ("entries_sized_by_max_risk", "Entries capped: max risk", "int"),
+    ("entries_sized_by_max_notional", "Entries capped: max notional", "int"),
+    ("entries_sized_by_balance", "Entries capped: balance", "int"),
 )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.backtest.metrics import PerformanceMetrics
 from engine.models import FloatArray, IntArray
+from engine.risk import SizeBound
 from engine.simulation import TradeRecord
 
 FLOAT_SIGNIFICANT_DIGITS = 12
@@ -67,6 +68,7 @@ def trade_row(record: TradeRecord) -> dict[str, Any]:
         "pnl": trade.pnl,
         "exit_kind": record.exit_kind,
         "stop_and_target_in_one_bar": record.stop_and_target_in_one_bar,
+        "size_bound": record.size_bound.value,
     }
 
 
@@ -107,11 +109,27 @@ class BacktestResult:
         """Trades whose exit bar reached both the stop and the target (the stop was assumed)."""
         return sum(1 for t in self.trades if t.stop_and_target_in_one_bar)
 
+    @property
+    def entries_by_size_bound(self) -> dict[str, int]:
+        """How many entries each sizing rule decided (``risk``: no cap bound), every rule listed."""
+        counts = dict.fromkeys((bound.value for bound in SizeBound), 0)
+        for record in self.trades:
+            counts[record.size_bound.value] += 1
+        return counts
+
+    @property
+    def capped_entries(self) -> int:
+        """Entries whose size a cap (max risk, max notional or the balance) decided instead of the risk budget."""
+        return sum(1 for record in self.trades if record.size_bound is not SizeBound.RISK)
+
     def metrics_dict(self) -> dict[str, Any]:
         """The metrics plus run extras (what ``tradebot backtest --json`` prints)."""
         values = self.metrics.to_dict()
         values["stop_and_target_in_one_bar_trades"] = self.ambiguous_trades
         values["rejected_orders"] = self.rejected_orders
+        values["capped_entries"] = self.capped_entries
+        for bound, count in self.entries_by_size_bound.items():
+            values[f"entries_sized_by_{bound}"] = count
         return values
 
     def to_dict(self, include_curve: bool = True) -> dict[str, Any]:
@@ -155,6 +173,7 @@ class BacktestResult:
             "pnl",
             "exit_kind",
             "stop_and_target_in_one_bar",
+            "size_bound",
         ]
         with trades_path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)

@@ -46,8 +46,9 @@ class _NoTrends:
 def sma_cross_risk(position_percent: float = 95.0, stop_atr_multiple: float = 2.0, atr_period: int = 14) -> RiskConfig:
     """Sizing as a fixed share of equity; no trailing, no loss limits."""
     return RiskConfig(
-        max_position_size_percent=position_percent,
+        max_position_size_percent=100.0,
         risk_per_trade_percent=100.0,
+        max_notional_percent=position_percent,
         max_daily_loss_percent=100.0,
         max_drawdown_percent=100.0,
         atr_lookback=atr_period,

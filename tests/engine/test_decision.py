@@ -15,7 +15,7 @@ from engine.models import TradingState
 from engine.precision import is_step_multiple
 from tests.engine.decision_fixtures import LIMITS, account, candles, flat_candles, prepared, run
 
-BIG_RISK = {"max_position_size_percent": 50.0, "risk_per_trade_percent": 50.0}
+BIG_RISK = {"max_notional_percent": 50.0, "max_position_size_percent": 50.0, "risk_per_trade_percent": 50.0}
 
 
 def test_entry_is_sized_by_the_risk_manager_and_rounded_to_the_lot_step() -> None:
@@ -25,7 +25,8 @@ def test_entry_is_sized_by_the_risk_manager_and_rounded_to_the_lot_step() -> Non
     (entry,) = outcome.decisions
     assert isinstance(entry, EntryDecision)
     assert is_step_multiple(entry.quantity, LIMITS.lot_step)
-    assert entry.quantity * 100.0 <= 10_000 * Settings().risk.max_position_size_percent / 100 + 1e-9
+    assert entry.quantity * 100.0 <= 10_000 * Settings().risk.max_notional_percent / 100 + 1e-9
+    assert entry.quantity * (100.0 - entry.stop_price) <= 10_000 * Settings().risk.max_position_size_percent / 100 + 1e-9
     assert entry.stop_price == pytest.approx(98.0)
     assert entry.take_profit_price == pytest.approx(104.0)
 

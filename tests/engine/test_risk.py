@@ -13,11 +13,11 @@ from engine.config import RiskConfig
 from engine.errors import RiskManagementException
 from engine.models import MarketLimits, PositionSide
 from engine.precision import LIMIT_REL_EPS, STEP_EPS, is_step_multiple
-from engine.risk import DynamicRiskManager, RiskAction
+from engine.risk import DynamicRiskManager, RiskAction, SizeBound
 
 DAY_MS = 86_400_000
 MARKET = MarketLimits("BTC/USDT", lot_step=0.001, tick_size=0.01)
-UNCAPPED = RiskConfig(max_position_size_percent=100.0)
+UNCAPPED = RiskConfig(max_position_size_percent=100.0, max_notional_percent=100.0)
 
 
 def size(manager: DynamicRiskManager, **overrides: float | MarketLimits | PositionSide):  # type: ignore[no-untyped-def]
@@ -61,16 +61,65 @@ def test_size_multiplier_from_a_half_open_breaker_halves_the_size() -> None:
     assert size(DynamicRiskManager(UNCAPPED), size_multiplier=0.5).quantity == 25.0
 
 
-def test_size_is_capped_at_max_position_percent_of_equity() -> None:
-    decision = size(DynamicRiskManager(RiskConfig(max_position_size_percent=2.0)))
-    assert decision.quantity == 2.0  # 2% of 10k = 200 notional at 100
-    assert decision.reason == "capped at 2.0% of equity"
+def test_the_seed_defaults_are_sized_by_risk_not_by_a_cap() -> None:
+    decision = size(DynamicRiskManager(RiskConfig()))
+    # 1% of 10k at risk over a 2-unit stop distance: 50 units, 50% of equity in notional, no cap binds
+    assert decision.quantity == 50.0
+    assert decision.bound is SizeBound.RISK
+
+
+def test_max_position_percent_caps_the_share_of_equity_at_risk() -> None:
+    decision = size(DynamicRiskManager(RiskConfig(risk_per_trade_percent=5.0, max_position_size_percent=2.0)))
+    # 5% would be asked; 2% of 10k = 200 at risk over 2 per unit = 100 units
+    assert decision.quantity == 100.0
+    assert decision.risk_amount == pytest.approx(200.0)
+    assert decision.bound is SizeBound.MAX_RISK
+    assert decision.reason == "risk capped at 2.0% of equity"
+
+
+def test_the_risk_cap_applies_after_confluence_and_strength_scaling() -> None:
+    manager = DynamicRiskManager(RiskConfig(risk_per_trade_percent=3.0, max_position_size_percent=2.0))
+    assert size(manager, signal_strength=0.5).bound is SizeBound.RISK  # 1.5% at risk: under the cap
+    assert size(manager, signal_strength=0.5).quantity == 75.0
+
+
+def test_max_notional_percent_caps_the_notional() -> None:
+    decision = size(DynamicRiskManager(RiskConfig(max_notional_percent=20.0)))
+    assert decision.quantity == 20.0  # 20% of 10k = 2,000 notional at 100
+    assert decision.bound is SizeBound.MAX_NOTIONAL
+    assert decision.reason == "notional capped at 20.0% of equity"
 
 
 def test_size_is_capped_by_available_balance() -> None:
     decision = size(DynamicRiskManager(UNCAPPED), available_balance=150.0)
     assert decision.quantity == 1.5
+    assert decision.bound is SizeBound.BALANCE
     assert decision.reason == "capped by available balance"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base_risk=st.floats(min_value=0.05, max_value=1.0),
+    factor=st.floats(min_value=1.1, max_value=4.0),
+    entry=st.floats(min_value=0.01, max_value=1e5),
+    atr_ratio=st.floats(min_value=0.005, max_value=0.2),
+    strength=st.floats(min_value=0.2, max_value=1.0),
+    confluence=st.sampled_from([0.5, 0.75, 1.0]),
+)
+def test_quantity_is_proportional_to_the_risk_setting_until_a_cap_binds(
+    base_risk: float, factor: float, entry: float, atr_ratio: float, strength: float, confluence: float
+) -> None:
+    market = MarketLimits("X/USDT", lot_step=1e-8, tick_size=1e-8)
+
+    def sized(risk_percent: float):  # type: ignore[no-untyped-def]
+        manager = DynamicRiskManager(RiskConfig(risk_per_trade_percent=risk_percent, max_position_size_percent=100.0))
+        return size(manager, entry_price=entry, atr=entry * atr_ratio, signal_strength=strength,
+                    confluence_multiplier=confluence, limits=market, equity=1e6, available_balance=1e6)
+
+    low, high = sized(base_risk), sized(base_risk * factor)
+    assume(low.bound is SizeBound.RISK and high.bound is SizeBound.RISK and low.quantity > 1e-4)
+    lot_rounding = 2 * market.lot_step / low.quantity  # each size floors to the lot: at most one step less
+    assert high.quantity / low.quantity == pytest.approx(factor, rel=lot_rounding)
 
 
 def test_quantity_is_rounded_down_to_the_lot_step() -> None:
@@ -111,7 +160,7 @@ def test_invalid_inputs_are_refused_with_a_reason(overrides: dict[str, float], r
 
 def test_size_under_one_lot_step_is_refused() -> None:
     market = MarketLimits("X/USDT", lot_step=1.0, tick_size=0.01)
-    decision = size(DynamicRiskManager(RiskConfig(max_position_size_percent=0.5)), limits=market)
+    decision = size(DynamicRiskManager(RiskConfig(max_notional_percent=0.5)), limits=market)
     assert decision.quantity == 0.0  # 0.5% of 10k = 50 notional = 0.5 units < 1 lot
     assert "lot step" in decision.reason
 
@@ -154,14 +203,15 @@ def test_sizing_is_refused_while_a_loss_limit_halts_trading() -> None:
     strength=st.floats(min_value=0.0, max_value=1.0),
     confluence=st.floats(min_value=0.0, max_value=2.0),
     max_position=st.floats(min_value=0.1, max_value=100.0),
+    max_risk=st.floats(min_value=0.1, max_value=5.0),
     lot_step=st.sampled_from([1e-8, 1e-5, 0.001, 0.1, 1.0]),
     side=st.sampled_from(list(PositionSide)),
 )
 def test_size_never_exceeds_either_cap_nor_the_risk_budget(
     equity: float, balance: float, entry: float, atr_ratio: float, strength: float, confluence: float,
-    max_position: float, lot_step: float, side: PositionSide,
+    max_position: float, max_risk: float, lot_step: float, side: PositionSide,
 ) -> None:
-    manager = DynamicRiskManager(RiskConfig(max_position_size_percent=max_position))
+    manager = DynamicRiskManager(RiskConfig(max_notional_percent=max_position, max_position_size_percent=max_risk))
     market = MarketLimits("X/USDT", lot_step=lot_step, tick_size=1e-8)
     decision = size(manager, equity=equity, available_balance=balance, entry_price=entry, atr=entry * atr_ratio,
                     signal_strength=strength, confluence_multiplier=confluence, limits=market, side=side)
@@ -170,6 +220,7 @@ def test_size_never_exceeds_either_cap_nor_the_risk_budget(
     assert decision.quantity * entry <= equity * max_position / 100.0 * tolerance
     assert decision.quantity * entry <= balance * tolerance
     assert decision.risk_amount <= equity * 0.01 * strength * confluence * tolerance
+    assert decision.risk_amount <= equity * max_risk / 100.0 * tolerance
     assert is_step_multiple(decision.quantity, lot_step)
 
 
