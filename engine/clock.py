@@ -40,8 +40,3 @@ class SimulatedClock:
         """Move forward to ``time_ms``; an earlier time is ignored (time never runs backwards)."""
         if time_ms > self._now_ms:
             self._now_ms = int(time_ms)
-
-    def advance_by(self, delta_ms: int) -> None:
-        if delta_ms < 0:
-            raise ValueError(f"a clock cannot go back in time (delta {delta_ms} ms)")
-        self._now_ms += int(delta_ms)

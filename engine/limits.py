@@ -43,7 +43,6 @@ class RiskAction(enum.StrEnum):
     CLOSE_ALL_AND_HALT = "close_all_and_halt"  # a limit is breached now: close every position at once, halt
 
 
-
 @dataclass(frozen=True, slots=True)
 class LimitCheck:
     """Result of a limit check (``AccountLimits.check``); percentages in [0, 100].
@@ -75,12 +74,6 @@ class LimitCheck:
     def daily_loss_distance_pct(self) -> float:
         """Percentage points of equity left before the daily-loss limit (<= 0 = breached)."""
         return self.daily_loss_limit_pct - self.daily_loss_pct
-
-    @property
-    def drawdown_distance_pct(self) -> float:
-        """Percentage points left before the max-drawdown limit (<= 0 = breached)."""
-        return self.drawdown_limit_pct - self.drawdown_pct
-
 
 
 def _limit_event_data(name: str, value: float, limit: float, equity: float) -> dict[str, Any]:

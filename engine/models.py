@@ -250,11 +250,6 @@ class ClosedTrade:
     fees: float = 0.0
     reason: str = ""
 
-    @property
-    def gross_pnl(self) -> float:
-        """P&L before fees, quote currency."""
-        return self.side.sign * (self.exit_price - self.entry_price) * self.quantity
-
 
 @dataclass(frozen=True)
 class EquityPoint:

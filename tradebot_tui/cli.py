@@ -7,7 +7,6 @@ backtest, run --headless) never load it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -113,11 +112,6 @@ def run_console(settings: Settings, *, live: bool = False, risk_passphrase_hash:
     if refusal is not None:
         raise refusal
     return int(app.return_code or 0)
-
-
-def run_async(coroutine: Any) -> Any:
-    """Run one coroutine to completion for a headless subcommand."""
-    return asyncio.run(coroutine)
 
 
 if __name__ == "__main__":  # pragma: no cover

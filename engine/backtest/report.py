@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,15 +202,6 @@ def render_report(result: BacktestResult, candles: Mapping[str, Candles], title:
         f"<h2>Trades</h2>{_trades_table(result)}"
         f"<h2>Parameters</h2>{_key_values(result.params)}</body></html>"
     )
-
-
-def write_report(
-    path: str | Path, result: BacktestResult, candles: Mapping[str, Candles], title: str = "Backtest report"
-) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(result, candles, title), encoding="utf-8")
-    return target
 
 
 def compare_table(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:

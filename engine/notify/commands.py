@@ -150,10 +150,6 @@ class ExitConfirmations:
         """Drops the pending confirmation; True if there was one."""
         return self._pending.pop(chat_id, None) is not None
 
-    def is_pending(self, chat_id: int) -> bool:
-        pending = self._pending.get(chat_id)
-        return pending is not None and self._monotonic() <= pending.expires_at_s
-
 
 class TelegramCommands:
     """The handlers behind the bot's commands; :meth:`handlers` registers them on an Application.

@@ -114,15 +114,6 @@ def unseal(blob: bytes, passphrase: str, *, purpose: str) -> bytes:
         raise WrongPassphraseError("wrong passphrase, or the file was altered") from None
 
 
-def sealed_purpose(blob: bytes) -> str | None:
-    """The purpose label of a sealed blob, or None when ``blob`` is not one."""
-    try:
-        header = json.loads(blob.split(b"\n", 1)[0])
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return header.get("purpose") if isinstance(header, dict) else None
-
-
 def _split(blob: bytes, purpose: str) -> tuple[dict[str, Any], bytes]:
     header_line, sep, token = blob.partition(b"\n")
     try:
