@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -141,6 +141,27 @@ class _Grant:
 def _fingerprint(command: Command) -> tuple[Any, ...]:
     fields = {k: v for k, v in dataclasses.asdict(command).items() if k != "grant"}
     return (type(command).__name__, *sorted(fields.items()))
+
+
+class RiskGate(Protocol):
+    """What the console dialog and the Telegram commands use of :class:`RiskChangeGate` (tests pass doubles)."""
+
+    @property
+    def passphrase_configured(self) -> bool: ...
+
+    def current_value(self, key: str) -> Any: ...
+
+    def needs_grant(self, command: Command) -> bool: ...
+
+    def describe(self, command: GuardedCommand) -> RiskChange: ...
+
+    async def check(self, command: GuardedCommand) -> RiskChange: ...
+
+    async def authorize_with_passphrase(self, command: GuardedCommand, passphrase: str) -> GuardedCommand: ...
+
+    async def authorize_from_chat(
+        self, command: GuardedCommand, chat_id: int, allowed_chat_ids: Collection[int], *, confirmed: bool
+    ) -> GuardedCommand: ...
 
 
 class RiskChangeGate:

@@ -20,8 +20,9 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from engine.clock import Clock
 from engine.data.live_validation import DEFAULT_OUTLIER_ATR_MULTIPLE, CandleValidator, FeedHealth, Quarantine
 from engine.errors import ExchangeCallException
 from engine.execution.retry import RandomSource, RetryPolicy, call_with_retry
@@ -34,12 +35,6 @@ DEFAULT_CLOSE_GRACE_MS = 2_000
 
 DEFAULT_FETCH_LIMIT = 1000
 """Binance's maximum klines per request; longer gaps are fetched page by page."""
-
-
-class Clock(Protocol):
-    def now_ms(self) -> int:
-        """Current time in UTC ms."""
-        ...
 
 
 @dataclass(frozen=True)

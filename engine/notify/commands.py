@@ -57,7 +57,7 @@ from telegram.ext import (
 from engine.bus import EngineHandle
 from engine.commands import Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
 from engine.notify import formatting, views
-from engine.risk_gate import RiskChangeRefused
+from engine.risk_gate import RiskChangeRefused, RiskGate
 from engine.security.auth import AuthenticationFailed
 from engine.snapshot import EngineSnapshot
 
@@ -89,18 +89,6 @@ class AuditSink(Protocol):
     """Appends one audit record (``engine.security.audit.AuditLog`` has this shape)."""
 
     async def append(self, actor: str, action: str, detail: dict[str, Any], now_ms: int) -> Any: ...
-
-
-class RiskGate(Protocol):
-    """The engine's risk-change gate (``engine.risk_gate.RiskChangeGate`` has this shape)."""
-
-    async def check(self, command: Any) -> Any: ...
-
-    def needs_grant(self, command: Any) -> bool: ...
-
-    async def authorize_from_chat(
-        self, command: Any, chat_id: int, allowed_chat_ids: Any, *, confirmed: bool
-    ) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -43,20 +43,22 @@ import logging
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from telegram import Bot, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, ContextTypes
 
 from engine.bus import EngineHandle, Subscription
+from engine.clock import Clock
 from engine.config import Settings, TelegramConfig
 from engine.models import Event
-from engine.notify.commands import AuditSink, ExitConfirmations, RiskGate, TelegramCommands
+from engine.notify.commands import AuditSink, ExitConfirmations, TelegramCommands
 from engine.notify.formatting import format_event
 from engine.notify.outbox import ChatRateLimiter, OutboxSender, RetryPolicy, wall_ms
 from engine.notify.report import DailySchedule
 from engine.notify.views import DailyTally, format_daily_report
+from engine.risk_gate import RiskGate
 from engine.security.audit import AuditLog
 from engine.security.redaction import SecretRedactor, install_secret_redaction
 from engine.store import Store
@@ -68,12 +70,6 @@ TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 HTTP_LOGGERS = ("httpx", "httpcore", "telegram")
 SUBSCRIPTION_NAME = "telegram"
 REPORT_KIND = "DailyReport"
-
-
-class Clock(Protocol):
-    """The engine clock (live or simulated); only ``now_ms`` (UTC ms) is used."""
-
-    def now_ms(self) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ field is cleared after every attempt and its text is never logged.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -22,7 +20,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from engine.commands import Command, Resume, ResumeBreaker, SetRiskLimit
 from engine.latches import EMERGENCY, LOSS_LIMIT
 from engine.models import BreakerStatus
-from engine.risk_gate import RiskChangeRefused, settable_keys
+from engine.risk_gate import RiskChangeRefused, RiskGate, settable_keys
 from engine.security.auth import AuthenticationFailed
 from tradebot_tui.screens.confirm import DIALOG_CSS
 
@@ -31,19 +29,6 @@ NO_PASSPHRASE_MESSAGE = (
     "Risk changes need the risk-change passphrase, and none is configured. "
     "Set one with `tradebot secrets set-risk-passphrase`, then restart tradebot."
 )
-
-
-class RiskGate(Protocol):
-    """The part of ``engine.risk_gate.RiskChangeGate`` the dialog uses."""
-
-    @property
-    def passphrase_configured(self) -> bool: ...
-
-    def current_value(self, key: str) -> Any: ...
-
-    def describe(self, command: Any) -> Any: ...
-
-    async def authorize_with_passphrase(self, command: Any, passphrase: str) -> Any: ...
 
 
 def _reset_consequence(status: BreakerStatus) -> str:
