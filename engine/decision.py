@@ -38,6 +38,7 @@ class EntryDecision:
     decided_ms: int
     reason: str
     size_bound: SizeBound = SizeBound.RISK  # which sizing rule decided the quantity
+    volume_effect: int = 0  # engine.volume_rules code: which volume rules downsized this entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +340,7 @@ class DecisionCore:
             decided_ms=now_ms,
             reason="; ".join(prepared.reasons_at(index)) + f"; {size.reason}",
             size_bound=size.bound,
+            volume_effect=int(prepared.volume_rule_effect[index]),
         )
         return decision, events
 

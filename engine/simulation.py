@@ -41,6 +41,7 @@ class TradeRecord:
             ``manual`` or ``end_of_data``.
         stop_and_target_in_one_bar: the exit bar reached both the stop and the target; the stop was assumed.
         size_bound: which sizing rule decided the entry's quantity (the risk budget or a cap).
+        volume_effect: the entry bar's ``engine.volume_rules`` code (which volume rules downsized it).
     """
 
     trade: ClosedTrade
@@ -48,6 +49,7 @@ class TradeRecord:
     stop_and_target_in_one_bar: bool = False
     entry_reason: str = ""
     size_bound: SizeBound = SizeBound.RISK
+    volume_effect: int = 0
 
 
 @dataclass
@@ -100,7 +102,7 @@ class SimulatedAccount:
         self.log = SimulationLog()
         self._pending: dict[str, list[EntryDecision | ExitDecision]] = {}
         self._entry_reasons: dict[str, str] = {}
-        self._entry_bounds: dict[str, SizeBound] = {}
+        self._entry_sizing: dict[str, tuple[SizeBound, int]] = {}
         self._on_event = on_event
         self._keep_fills = keep_fills
         self.keep_events = keep_events
@@ -310,7 +312,7 @@ class SimulatedAccount:
             order.symbol, order.side, order.quantity, price, fee, time_ms, order.stop_price, order.take_profit_price
         )
         self._entry_reasons[order.symbol] = order.reason
-        self._entry_bounds[order.symbol] = order.size_bound
+        self._entry_sizing[order.symbol] = (order.size_bound, order.volume_effect)
         if self._keep_fills:
             self.log.fills.append(Fill(f"sim-{order.symbol}-{time_ms}-in", order.symbol, order.side.entry_side,
                                        order.quantity, price, fee, time_ms))
@@ -350,7 +352,7 @@ class SimulatedAccount:
         trade = portfolio.close(symbol, price, fee, time_ms, reason)
         kind = reason if reason in ("stop", "trailing_stop", "target") else _exit_kind(reason)
         self.log.trades.append(TradeRecord(trade, kind, ambiguous, self._entry_reasons.pop(symbol, ""),
-                                           self._entry_bounds.pop(symbol, SizeBound.RISK)))
+                                           *self._entry_sizing.pop(symbol, (SizeBound.RISK, 0))))
         if self._keep_fills:
             self.log.fills.append(Fill(f"sim-{symbol}-{time_ms}-out", symbol, position.side.exit_side,
                                        position.quantity, price, fee, time_ms))

@@ -12,7 +12,13 @@ Entry rule at bar t (long; short mirrored and only when ``allow_short``):
     signal == LONG, multi-timeframe multiplier > 0 (not conflicting, at least one timeframe aligned),
     volume confirmation >= ``min_volume_confirmation`` when ``require_volume_confirmation``, and
     ``entry_strength >= min_entry_strength``, where
-    ``entry_strength = signal_strength * (1 - volume_weight + volume_weight * volume_confirmation)``.
+    ``entry_strength = signal_strength * (1 - volume_weight + volume_weight * volume_confirmation)``;
+    then the volume rules of :mod:`engine.volume_rules`: the squeeze release (every entry is one) is vetoed
+    without breakout volume (``breakout_volume_rule``, default: relative volume >= ``breakout_min_relative_volume``),
+    and institutional selling (the latest spike within ``institutional_memory_bars``) or a bearish divergence
+    (within ``divergence_memory_bars``) vetoes the entry or multiplies its strength by ``*_downsize_ratio``
+    (``institutional_against_action`` / ``divergence_against_action``). A downsized strength may fall below
+    ``min_entry_strength``: it sizes the position, the minimum judged the signal.
     The size multiplier passed to the risk manager is the timeframe multiplier (0.5 / 0.75 / 1.0).
 Exit rule for an open long at bar t: the signal engine's ``exit_long`` condition holds, or (when
 ``exit_on_mtf_conflict``) the higher timeframes conflict with the long (``should_reduce_position``).
@@ -34,6 +40,14 @@ from engine.mtf import MtfFrame, MultiTimeframeAnalyzer, TrendMethod
 from engine.signals import SIGNAL_LONG, SIGNAL_SHORT, SignalEngine, SignalFrame, SignalParams
 from engine.trailing import swing_levels
 from engine.volume import VolumeAnalyzer, VolumeFrame
+from engine.volume_rules import (
+    VETO_BITS,
+    AgainstAction,
+    BreakoutVolumeRule,
+    validate_volume_rule_params,
+    volume_rule_effects,
+    volume_rule_reasons,
+)
 
 Int8Array = npt.NDArray[np.int8]
 BoolArray = npt.NDArray[np.bool_]
@@ -56,6 +70,15 @@ class StrategyParams:
     min_volume_confirmation: float = 0.5  # ratio in [0, 1]
     volume_weight: float = 0.25  # ratio in [0, 1] of entry strength that comes from volume
     min_entry_strength: float = 0.2  # ratio in [0, 1]
+    # Volume rules (engine.volume_rules): breakout volume, institutional activity and divergence against.
+    breakout_volume_rule: BreakoutVolumeRule = "relative_volume"
+    breakout_min_relative_volume: float = 1.0  # entry-bar volume / median of the previous volume_lookback bars
+    institutional_against_action: AgainstAction = "downsize"
+    institutional_downsize_ratio: float = 0.5  # ratio in (0, 1] the entry strength is multiplied by
+    institutional_memory_bars: int = 5  # bars (entry bar included) a volume spike counts
+    divergence_against_action: AgainstAction = "downsize"
+    divergence_downsize_ratio: float = 0.5  # ratio in (0, 1]
+    divergence_memory_bars: int = 5  # bars (entry bar included) a divergence counts
     exit_on_mtf_conflict: bool = True
     take_profit_atr_multiple: float = 4.0  # 0 = no take-profit target
     allow_short: bool = False
@@ -67,6 +90,7 @@ class StrategyParams:
                 raise ValueError(f"StrategyParams.{name} must be a ratio in [0, 1], got {value}")
         if self.take_profit_atr_multiple < 0:
             raise ValueError("StrategyParams.take_profit_atr_multiple must be >= 0")
+        validate_volume_rule_params(self)
 
     def with_overrides(self, **changes: Any) -> StrategyParams:
         """A copy with some fields changed; ``signal.fade_bars=3`` style keys reach the signal params."""
@@ -106,6 +130,8 @@ class PreparedSymbol:
         normal_volatility: median atr of the previous ``breaker.volatility_lookback`` bars (breaker).
         volatility_alarm: atr >= volatility_multiplier * normal_volatility (the breaker's trip condition).
         swing_low / swing_high: last confirmed swing levels (swing trailing).
+        volume_rule_effect: bit code of the volume rules on the bar (``engine.volume_rules``: candidate,
+            vetoed / downsized by which rule); all 0 when not given (strategies without the volume rules).
     """
 
     symbol: str
@@ -124,15 +150,21 @@ class PreparedSymbol:
     volatility_alarm: BoolArray
     swing_low: FloatArray
     swing_high: FloatArray
+    volume_rule_effect: Int8Array = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+
+    def __post_init__(self) -> None:
+        if len(self.volume_rule_effect) == 0 and len(self.candles) > 0:
+            object.__setattr__(self, "volume_rule_effect", np.zeros(len(self.candles), dtype=np.int8))
 
     def __len__(self) -> int:
         return len(self.candles)
 
     def reasons_at(self, index: int) -> tuple[str, ...]:
-        """Human-readable reasons for bar ``index``'s signal, with the timeframe trends."""
+        """Human-readable reasons for bar ``index``'s signal, with the timeframe trends and volume rules."""
         trends = self.mtf.trends_at(index)
         arrows = " ".join(f"{tf}{'↑' if d > 0 else '↓' if d < 0 else '→'}" for tf, d in trends.items())
-        return (*self.signals.signal_at(index).reasons, f"trends {arrows}")
+        volume = volume_rule_reasons(int(self.volume_rule_effect[index]))
+        return (*self.signals.signal_at(index).reasons, f"trends {arrows}", *volume)
 
 
 def _previous_median(values: FloatArray, lookback: int) -> FloatArray:
@@ -151,7 +183,11 @@ class Strategy:
         self.risk_config = risk
         self.breaker_config = breaker
         self.signal_engine = SignalEngine(params.signal)
-        self.volume_analyzer = VolumeAnalyzer(lookback_periods=params.volume_lookback)
+        self.volume_analyzer = VolumeAnalyzer(
+            lookback_periods=params.volume_lookback,
+            spike_memory=params.institutional_memory_bars,
+            divergence_memory=params.divergence_memory_bars,
+        )
         self._timeframes = params.mtf_timeframes
 
     def mtf_analyzer(self, base_timeframe: str) -> MultiTimeframeAnalyzer:
@@ -198,6 +234,7 @@ class Strategy:
             volatility_alarm=volatility.alarm,
             swing_low=swing_low,
             swing_high=swing_high,
+            volume_rule_effect=entries.volume_rule_effect,
         )
 
 
@@ -210,6 +247,7 @@ class EntriesAndExits:
     multiplier: FloatArray
     exit_long: BoolArray
     exit_short: BoolArray
+    volume_rule_effect: Int8Array
 
 
 def fold_entries_and_exits(
@@ -230,9 +268,13 @@ def fold_entries_and_exits(
     volume_conf = np.nan_to_num(volume_conf, nan=0.0)
     strength = signals.strength * (1.0 - p.volume_weight + p.volume_weight * volume_conf)
     multiplier = np.where(is_long, mtf.long_multiplier, np.where(is_short, mtf.short_multiplier, 0.0))
-    allowed = (is_long | is_short) & (multiplier > 0.0) & (strength >= p.min_entry_strength)
+    candidate = (is_long | is_short) & (multiplier > 0.0) & (strength >= p.min_entry_strength)
     if p.require_volume_confirmation:
-        allowed &= volume_conf >= p.min_volume_confirmation
+        candidate &= volume_conf >= p.min_volume_confirmation
+    candidate_sign = np.where(candidate, np.where(is_long, 1, -1), 0).astype(np.int8)
+    effect, downsizing = volume_rule_effects(p, candidate_sign, volume)
+    allowed = candidate & ((effect & VETO_BITS) == 0)
+    strength = strength * downsizing
     exit_long = signals.exit_long.copy()
     exit_short = signals.exit_short.copy()
     if p.exit_on_mtf_conflict:
@@ -244,6 +286,7 @@ def fold_entries_and_exits(
         multiplier=np.where(allowed, multiplier, 0.0),
         exit_long=exit_long,
         exit_short=exit_short,
+        volume_rule_effect=effect,
     )
 
 

@@ -210,7 +210,8 @@ class IncrementalPreparer:
         values = {
             "entry_direction": entries.direction[0], "entry_strength": entries.strength[0],
             "entry_multiplier": entries.multiplier[0], "exit_long": entries.exit_long[0],
-            "exit_short": entries.exit_short[0], "atr": atr, "volatility_ratio": volatility.ratio[0],
+            "exit_short": entries.exit_short[0], "volume_rule_effect": entries.volume_rule_effect[0],
+            "atr": atr, "volatility_ratio": volatility.ratio[0],
             "normal_volatility": volatility.normal[0], "volatility_alarm": volatility.alarm[0],
             # The bar swing_lookback ago is a pivot (known only now), or the last known level stays.
             "swing_low": swing_low[-1] if math.isfinite(swing_low[-1]) else previous_swing[0],

@@ -19,11 +19,16 @@ Definitions (``rel`` is the relative volume ``volume[t] / median(volume[t-L .. t
   ``divergence_window`` bars before them. New high on falling volume = bearish (-1), new low on falling volume
   = bullish (+1, selling exhaustion). Strength ``divergence_volume_ratio / (2 * ratio)`` capped at 1.
 - Volume strength: percentile rank of the bar's volume among the previous ``L`` volumes (ties count half).
+- Recent institutional direction: the direction of the latest spike among the last ``spike_memory`` bars
+  (bar ``t`` included; 0 when none, or when the latest was a doji), so a later spike supersedes an earlier one.
+  Recent divergence direction: likewise the latest divergence among the last ``divergence_memory`` bars.
+  With a memory of 1 (the default) they are the bar's own spike direction and divergence direction.
 
 Warm-up: float arrays are NaN and flags False/0 until their window is full (``lookback_periods`` bars for the
 relative volume, ``max(lookback_periods, breakout_lookback)`` for breakouts, ``max(divergence_lookback,
-2 * divergence_window - 1)`` for divergence); after it, no value is NaN or infinite, including for zero volume
-and flat prices. The typed per-bar results report ``ready=False`` and strength 0.0 in warm-up.
+2 * divergence_window - 1)`` for divergence, plus ``memory - 1`` for the recent directions); after it, no value
+is NaN or infinite, including for zero volume and flat prices. The typed per-bar results report
+``ready=False`` and strength 0.0 in warm-up.
 """
 
 from __future__ import annotations
@@ -80,6 +85,14 @@ def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
 def _optional(value: np.floating | float) -> float | None:
     """A frame value for a typed result: None where the frame holds NaN (warm-up)."""
     return None if np.isnan(value) else float(value)
+
+
+def _latest_within(direction: Int8Array, detected: BoolArray, memory: int) -> Int8Array:
+    """``direction`` of the latest detected bar among the last ``memory`` bars (bar t included), else 0."""
+    index = np.arange(len(direction))
+    latest = np.maximum.accumulate(np.where(detected, index, -1))
+    recent = (latest >= 0) & (index - latest < memory)
+    return np.where(recent, direction[np.maximum(latest, 0)], 0).astype(np.int8)
 
 
 def _capped(values: FloatArray) -> FloatArray:
@@ -174,6 +187,8 @@ class VolumeFrame:
     divergence_strength: FloatArray
     divergence_volume_ratio: FloatArray
     volume_strength: FloatArray
+    recent_spike_direction: Int8Array  # body direction of the latest spike within ``spike_memory`` bars
+    recent_divergence_direction: Int8Array  # the latest divergence within ``divergence_memory`` bars
 
     def __len__(self) -> int:
         return len(self.open_time_ms)
@@ -264,6 +279,8 @@ class VolumeAnalyzer:
         divergence_lookback: bars a close must exceed to be a new high/low, >= 1.
         divergence_window: bars in each of the two volume means compared for divergence, >= 1.
         divergence_volume_ratio: recent/earlier volume ratio below which volume is falling, in (0, 1).
+        spike_memory: bars (the newest included) a spike stays in ``recent_spike_direction``, >= 1.
+        divergence_memory: bars a divergence stays in ``recent_divergence_direction``, >= 1.
     """
 
     def __init__(
@@ -276,6 +293,8 @@ class VolumeAnalyzer:
         divergence_lookback: int = 20,
         divergence_window: int = 10,
         divergence_volume_ratio: float = 0.8,
+        spike_memory: int = 1,
+        divergence_memory: int = 1,
     ) -> None:
         problems = []
         if lookback_periods < 2:
@@ -290,6 +309,8 @@ class VolumeAnalyzer:
             problems.append(f"breakout_volume_multiple must be > 0, got {breakout_volume_multiple}")
         if not 0.0 < divergence_volume_ratio < 1.0:
             problems.append(f"divergence_volume_ratio must be in (0, 1), got {divergence_volume_ratio}")
+        if spike_memory < 1 or divergence_memory < 1:
+            problems.append(f"spike_memory and divergence_memory must be >= 1, got {spike_memory}, {divergence_memory}")
         if problems:
             raise ValueError("; ".join(problems))
         self.lookback_periods = lookback_periods
@@ -300,15 +321,16 @@ class VolumeAnalyzer:
         self.divergence_lookback = divergence_lookback
         self.divergence_window = divergence_window
         self.divergence_volume_ratio = divergence_volume_ratio
+        self.spike_memory = spike_memory
+        self.divergence_memory = divergence_memory
 
     @property
     def warmup_bars(self) -> int:
         """Bars before the first bar on which every measure is defined."""
         return max(
-            self.lookback_periods,
+            self.lookback_periods + self.spike_memory - 1,
             self.breakout_lookback,
-            self.divergence_lookback,
-            2 * self.divergence_window - 1,
+            max(self.divergence_lookback, 2 * self.divergence_window - 1) + self.divergence_memory - 1,
         )
 
     def analyze(self, candles: Candles) -> VolumeFrame:
@@ -354,6 +376,10 @@ class VolumeAnalyzer:
             divergence_strength=divergence_strength,
             divergence_volume_ratio=divergence_ratio,
             volume_strength=rank,
+            recent_spike_direction=_latest_within(body, spike, self.spike_memory),
+            recent_divergence_direction=_latest_within(
+                divergence_direction, divergence_direction != 0, self.divergence_memory
+            ),
         )
 
     def _breakouts(self, candles: Candles, relative: FloatArray) -> tuple[Int8Array, FloatArray, FloatArray]:

@@ -12,6 +12,7 @@ choice is recorded in the result's assumptions.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from engine.portfolio import Portfolio
 from engine.simulation import SimulatedAccount
 from engine.strategy import PreparedSymbol, Strategy, StrategyParams
 from engine.timeframes import parse_timeframe
+from engine.volume_rules import volume_rule_counts
 
 TimeLike = int | str | datetime | None
 CandleData = Mapping[str, Candles] | Candles | Iterable[Candles]
@@ -230,6 +232,7 @@ class BacktestEngine:
             metrics=metrics,
             event_counts=dict(sorted(sim.log.event_counts.items())),
             rejected_orders=sim.log.rejected_orders,
+            volume_signal_counts=_volume_signal_counts(prepared, int(output.time_ms[0] - bar_ms)),
         )
 
     # ------------------------------------------------------------------------------ optimise, report, compare
@@ -282,3 +285,11 @@ class BacktestEngine:
             else:
                 results[name] = self.run_backtest(start, end, symbols, overrides=variant)
         return results
+
+
+def _volume_signal_counts(prepared: Sequence[PreparedSymbol], start_ms: int) -> dict[str, int]:
+    """Entry signals vetoed / downsized by each volume rule from ``start_ms`` on, summed over the symbols."""
+    totals: Counter[str] = Counter()
+    for item in prepared:
+        totals.update(volume_rule_counts(item, start_ms))
+    return dict(sorted(totals.items()))

@@ -48,6 +48,12 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("entries_sized_by_max_risk", "Entries capped: max risk", "int"),
     ("entries_sized_by_max_notional", "Entries capped: max notional", "int"),
     ("entries_sized_by_balance", "Entries capped: balance", "int"),
+    ("signals_candidates", "Entry signals before volume rules", "int"),
+    ("signals_vetoed_breakout_volume", "Vetoed: breakout without volume", "int"),
+    ("signals_vetoed_institutional", "Vetoed: institutional against", "int"),
+    ("signals_vetoed_divergence", "Vetoed: divergence against", "int"),
+    ("entries_downsized_institutional", "Entries downsized: institutional", "int"),
+    ("entries_downsized_divergence", "Entries downsized: divergence", "int"),
 )
 
 

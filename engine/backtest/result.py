@@ -21,6 +21,7 @@ from engine.backtest.metrics import PerformanceMetrics
 from engine.models import FloatArray, IntArray
 from engine.risk import SizeBound
 from engine.simulation import TradeRecord
+from engine.volume_rules import DOWNSIZE_RULES
 
 FLOAT_SIGNIFICANT_DIGITS = 12
 
@@ -87,6 +88,8 @@ class BacktestResult:
         in_market: per sample, whether any position was open.
         metrics: the performance summary.
         event_counts: number of events of each kind (breaker trips, state changes, rejections...).
+        volume_signal_counts: entry signals in the window vetoed / downsized by each volume rule, summed over
+            symbols (``engine.volume_rules.volume_rule_counts``; a signal while a position is open counts too).
     """
 
     symbols: tuple[str, ...]
@@ -103,6 +106,7 @@ class BacktestResult:
     metrics: PerformanceMetrics
     event_counts: dict[str, int] = field(default_factory=dict)
     rejected_orders: int = 0
+    volume_signal_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def ambiguous_trades(self) -> int:
@@ -130,6 +134,10 @@ class BacktestResult:
         values["capped_entries"] = self.capped_entries
         for bound, count in self.entries_by_size_bound.items():
             values[f"entries_sized_by_{bound}"] = count
+        for rule, bit in DOWNSIZE_RULES.items():
+            values[f"entries_downsized_{rule}"] = sum(1 for record in self.trades if record.volume_effect & bit)
+        for key, count in self.volume_signal_counts.items():
+            values[f"signals_{key}"] = count
         return values
 
     def to_dict(self, include_curve: bool = True) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 from engine.config import Settings
 from engine.data.sample import load_sample
 from engine.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.volume_rules import DOWNSIZE_BITS
 
 ARRAYS = (
     "entry_direction",
@@ -21,6 +22,7 @@ ARRAYS = (
     "volatility_alarm",
     "swing_low",
     "swing_high",
+    "volume_rule_effect",
 )
 
 
@@ -78,7 +80,8 @@ def test_entries_need_aligned_timeframes_and_the_minimum_strength(btc: object) -
     entering = item.entry_direction != 0
     assert entering.any()
     assert (item.entry_multiplier[entering] > 0).all()
-    assert (item.entry_strength[entering] >= StrategyParams().min_entry_strength).all()
+    full_size = entering & ((item.volume_rule_effect & DOWNSIZE_BITS) == 0)  # downsizing may go below
+    assert (item.entry_strength[full_size] >= StrategyParams().min_entry_strength).all()
     assert (item.entry_strength[~entering] == 0).all()
 
 
