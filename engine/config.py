@@ -178,6 +178,25 @@ class UiConfig(_Section):
     max_redraws_per_second: float = Field(default=10.0, gt=0, le=60)
 
 
+class DriftConfig(_Section):
+    """The performance drift alert (``engine.drift_watch``): live decisions and expectancy against a re-run backtest."""
+
+    enabled: bool = True
+    check_every_bars: int = Field(
+        default=24, ge=1, le=100_000,
+        description="base bars between two background re-runs of the live window's backtest",
+    )
+    expectancy_std_errors: float = Field(
+        default=2.0, ge=0, le=100,
+        description="alert when realised expectancy < the backtest's minus this many standard errors of the "
+        "realised mean",
+    )
+    min_trades: int = Field(
+        default=10, ge=2, le=1_000_000,
+        description="closed live trades needed before the expectancy is compared (2 at least: a spread)",
+    )
+
+
 class Settings(BaseSettings):
     """All tradebot settings. Sections mirror config.toml."""
 
@@ -199,6 +218,7 @@ class Settings(BaseSettings):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -30,6 +30,7 @@ from engine.config import Settings
 from engine.data.live_feed import ClosedCandle
 from engine.data.replay_feed import DEFAULT_WARMUP_BARS
 from engine.decision import Decision, DecisionCore
+from engine.drift_watch import DriftWatch
 from engine.errors import ConfigException, EngineAlreadyRunningException, EngineFailedException
 from engine.execution.broker import Broker
 from engine.health import DEFAULT_HEALTH_INTERVAL_S, SystemHealthMonitor
@@ -170,6 +171,7 @@ class TradingEngine:
         self._command_idle.set()
         self._candles_allowed = asyncio.Event()
         self._candles_allowed.set()
+        self.drift = DriftWatch(self)  # the live window backtested again in the background (engine.drift_watch)
 
     # ------------------------------------------------------------------------------- EngineHandle
     async def submit(self, command: Command) -> None:
@@ -218,6 +220,7 @@ class TradingEngine:
             for history in self.histories.values():  # one vectorised pass now; each closed candle is O(1)
                 if len(history):
                     history.prepared(self.strategy)
+            self.drift.start()
             audit = self._audit_log()
             self.risk_gate = build_risk_gate(self, audit)
             self._handler = CommandHandler(self.core, self.execution, self.emit, audit, self.risk_gate)
@@ -230,6 +233,7 @@ class TradingEngine:
                 asyncio.create_task(self._snapshot_loop(), name="snapshots"),
                 asyncio.create_task(self._command_loop(), name="commands"),
                 asyncio.create_task(self._health_monitor().run(), name="system health"),
+                asyncio.create_task(self.drift.run(), name="drift watch"),
                 *(asyncio.create_task(self._symbol_worker(s), name=f"worker {s}") for s in self.symbols),
             ]
             feed_task = asyncio.create_task(self._run_feed(), name="feed")
@@ -305,6 +309,7 @@ class TradingEngine:
         self.candles_processed += 1
         self.views[candle.symbol] = symbol_view(prepared, index)
         await self._after_bar(candle.close_time_ms)
+        self.drift.on_bar(candle)
         return True
 
     async def _after_bar(self, now_ms: int) -> None:

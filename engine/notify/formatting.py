@@ -24,6 +24,10 @@ TradingStateChanged           old, new (or state), reason
 SystemError                   component, error
 OrderRejected                 symbol, side, qty, reason
 RiskLimitChanged              key, old, new, source (an authenticated runtime risk change)
+DecisionDiverged              symbol, bar_ms, decision, live, backtest (engine.drift_watch)
+ExpectancyBelowBacktest       realised_pct, backtest_pct, standard_error_pct, std_errors, trades,
+                              backtest_trades
+DriftCheckFailed              error
 ============================  =================================================================
 
 Any other kind is not sent unless its severity is ``critical`` (then ``Event.message`` is sent).
@@ -274,6 +278,44 @@ def _order_rejected(event: Event) -> str:
     )
 
 
+def _decision_diverged(event: Event) -> str:
+    d = event.data
+    what = f" at the {d['decision']}" if d.get("decision") else ""
+    return lines(
+        _title(event, f"Live left the backtest {d.get('symbol', '')}".strip() + what),
+        _field(d, "bar_ms", fmt_time, "Bar"),
+        f"Live: {esc(d['live'])}" if d.get("live") else None,
+        f"Backtest: {esc(d['backtest'])}" if d.get("backtest") else None,
+        None if d.get("live") and d.get("backtest") else _message_line(event),
+    )
+
+
+def _expectancy_below_backtest(event: Event) -> str:
+    d = event.data
+    compared = None
+    if d.get("realised_pct") is not None and d.get("backtest_pct") is not None:
+        compared = (f"Per trade: <b>{esc(fmt_pct(d['realised_pct'], signed=True))}</b> live vs "
+                    f"<code>{esc(fmt_pct(d['backtest_pct'], signed=True))}</code> backtest")
+    spread = None
+    if d.get("standard_error_pct") is not None and d.get("std_errors") is not None:
+        spread = f"Below by more than {esc(d['std_errors'])} × SE <code>{esc(fmt_pct(d['standard_error_pct']))}</code>"
+    return lines(
+        _title(event, "Expectancy below the backtest"),
+        compared or _message_line(event),
+        spread,
+        _field(d, "trades", str, "Live trades"),
+    )
+
+
+def _drift_check_failed(event: Event) -> str:
+    d = event.data
+    return lines(
+        _title(event, "Performance drift check failed"),
+        f"<code>{esc(d['error'])}</code>" if d.get("error") else _message_line(event),
+        "Trading goes on; reported once.",
+    )
+
+
 EVENT_FORMATTERS: dict[str, Callable[[Event], str]] = {
     "PositionOpened": _position_opened,
     "PositionClosed": _position_closed,
@@ -289,6 +331,9 @@ EVENT_FORMATTERS: dict[str, Callable[[Event], str]] = {
     "SystemError": _system_error,
     "OrderRejected": _order_rejected,
     "RiskLimitChanged": _risk_limit_changed,
+    "DecisionDiverged": _decision_diverged,
+    "ExpectancyBelowBacktest": _expectancy_below_backtest,
+    "DriftCheckFailed": _drift_check_failed,
 }
 
 
