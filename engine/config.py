@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from engine.errors import ConfigException
 
@@ -229,8 +229,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_data = _TOML_DATA.get("data", {})
-        toml_source = _DictSource(settings_cls, toml_data)
+        # The TOML file is the lowest priority: an env var overrides one nested key and keeps its siblings.
+        toml_source = TomlConfigSettingsSource(settings_cls)
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, toml_source)
 
     def redacted_dump(self) -> dict[str, Any]:
@@ -238,23 +238,13 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
-class _DictSource(PydanticBaseSettingsSource):
-    """Feeds an already-parsed TOML document to pydantic-settings at the lowest priority."""
+def _settings_from_file(path: Path) -> type[Settings]:
+    """Settings whose TOML source reads ``path`` (``toml_file`` is class configuration in pydantic-settings)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
+    class SettingsFromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
-# The TOML document is handed to the source through this holder because pydantic-settings
-# builds sources from the class, not the instance; load_settings sets and clears it.
-_TOML_DATA: dict[str, dict[str, Any]] = {}
+    return SettingsFromFile
 
 
 def resolve_config_path(config_path: str | os.PathLike[str] | None = None) -> Path:
@@ -287,14 +277,13 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, **overrides
     """
     explicit = config_path is not None or bool(os.environ.get(CONFIG_PATH_ENV))
     path = resolve_config_path(config_path)
-    data = read_toml(path, required=explicit)
-    _TOML_DATA["data"] = data
+    read_toml(path, required=explicit)  # one clear line for a missing, unreadable or malformed file
     try:
-        return Settings(**overrides)
+        loaded = _settings_from_file(path)(**overrides)
     except ValidationError as exc:
         raise ConfigException(format_validation_errors(exc, source=str(path))) from None
-    finally:
-        _TOML_DATA.clear()
+    # A plain Settings with exactly these values (model_validate reads no source again).
+    return Settings.model_validate(dict(loaded))
 
 
 def format_validation_errors(exc: ValidationError, source: str) -> list[str]:
