@@ -8,10 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from engine.config import BreakerConfig, RiskConfig
 from engine.strategy import StrategyParams
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def _validated(prefix: str, model: type[SectionT], current: SectionT, changes: Mapping[str, Any]) -> SectionT:
+    """``current`` with ``changes``; an invalid value raises one ValueError line naming ``<prefix>.<field>``."""
+    if not changes:
+        return current
+    try:
+        return model.model_validate({**current.model_dump(), **changes})
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = ".".join(str(part) for part in error["loc"])
+        raise ValueError(f"{prefix}.{name}: {error['msg']} (got {error.get('input')!r})") from None
 
 
 @dataclass(frozen=True)
@@ -33,12 +49,8 @@ class ParameterSet:
             unknown = set(changes) - set(model.model_fields)
             if unknown:
                 raise ValueError(f"unknown {prefix} parameter(s): {', '.join(sorted(unknown))}")
-        risk = RiskConfig.model_validate({**self.risk.model_dump(), **risk_changes}) if risk_changes else self.risk
-        breaker = (
-            BreakerConfig.model_validate({**self.breaker.model_dump(), **breaker_changes})
-            if breaker_changes
-            else self.breaker
-        )
+        risk = _validated("risk", RiskConfig, self.risk, risk_changes)
+        breaker = _validated("breaker", BreakerConfig, self.breaker, breaker_changes)
         strategy = self.strategy.with_overrides(**strategy_changes) if strategy_changes else self.strategy
         return ParameterSet(strategy, risk, breaker)
 

@@ -83,7 +83,10 @@ async def rig(tmp_path: Path, api: FakeBotApi) -> AsyncIterator[LiveRig]:
             base, quote = symbol.split("/")
             fake.add_market(base, quote)
             serve(fake, renamed(sample.slice(entry - HISTORY_BARS, entry), symbol))
-        settings = live_settings(tmp_path, fake, SYMBOLS).model_copy(update={"telegram": telegram(api)})
+        settings = live_settings(tmp_path, fake, SYMBOLS)
+        # Three symbols buy on the same bar: each may use at most 30 % of the account, so all three can pay.
+        risk = settings.risk.model_copy(update={"max_notional_percent": 30.0})
+        settings = settings.model_copy(update={"telegram": telegram(api), "risk": risk})
         rig = await start_live(settings, fake, health_interval_s=60.0, poll_interval_s=3600.0,
                                notifier_tuning=FAST_TUNING)
         rig.sample, rig.entry_index = sample, entry  # type: ignore[attr-defined]

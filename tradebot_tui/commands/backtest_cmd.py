@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from engine.config import Settings
-from engine.errors import BacktestException
+from engine.errors import BacktestException, ConfigException
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +91,16 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
+def _checked_overrides(engine: Any, pairs: list[str]) -> dict[str, Any]:
+    """The ``--set`` overrides, refused with one line naming the parameter when a value is invalid."""
+    values = _overrides(pairs)
+    try:
+        engine.parameters.with_overrides(values)
+    except ValueError as exc:
+        raise ConfigException([f"--set: {exc}"]) from None
+    return values
+
+
 def _space(pairs: list[str], method: str) -> dict[str, Any]:
     from engine.backtest.params import parse_value
 
@@ -141,7 +151,7 @@ def handle_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     data, _ = asyncio.run(_load(args, settings))
     engine = _engine(args, settings, data)
-    result = engine.run_backtest(args.start, args.end, overrides=_overrides(args.set) or None)
+    result = engine.run_backtest(args.start, args.end, overrides=_checked_overrides(engine, args.set) or None)
     notes = sys.stderr if args.json else sys.stdout
     if args.json:
         print(dumps(result.metrics_dict()))
@@ -172,7 +182,7 @@ def handle_optimize(args: argparse.Namespace, settings: Settings) -> int:
 
     data, _ = asyncio.run(_load(args, settings))
     engine = _engine(args, settings, data)
-    base = _overrides(args.set)
+    base = _checked_overrides(engine, args.set)
     if base:
         engine.parameters = engine.parameters.with_overrides(base)
     report = engine.optimize_parameters(
