@@ -110,3 +110,21 @@ def test_optimize_prints_ranked_in_and_out_of_sample(capsys: pytest.CaptureFixtu
 def test_a_bad_override_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", *RANGE, "--set", "nonsense"]) == 1
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("risk.max_notional_percent=500", "risk.max_notional_percent"),
+        ("divergence_against_action=bogus", "StrategyParams.divergence_against_action"),
+        ("volume_weight=2", "StrategyParams.volume_weight"),
+        ("no_such_parameter=1", "no_such_parameter"),
+    ],
+)
+def test_an_invalid_override_is_one_line_naming_it_and_exit_2(
+    override: str, named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["backtest", "--no-save", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and named in err and "Traceback" not in err
