@@ -34,7 +34,8 @@ ATR = 10.0  # stop 20 below a 100 entry: 50 % risk sizing is capped at 90 % of e
 
 def _risk(reset_hour: int = 0) -> RiskConfig:
     return RiskConfig(
-        max_notional_percent=90.0, max_position_size_percent=50.0, risk_per_trade_percent=50.0, max_daily_loss_percent=LIMIT_PCT,
+        max_notional_percent=90.0, max_position_size_percent=50.0, risk_per_trade_percent=50.0,
+        max_daily_loss_percent=LIMIT_PCT,
         max_drawdown_percent=99.0, daily_reset_utc=time(reset_hour),
     )
 

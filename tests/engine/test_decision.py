@@ -26,7 +26,8 @@ def test_entry_is_sized_by_the_risk_manager_and_rounded_to_the_lot_step() -> Non
     assert isinstance(entry, EntryDecision)
     assert is_step_multiple(entry.quantity, LIMITS.lot_step)
     assert entry.quantity * 100.0 <= 10_000 * Settings().risk.max_notional_percent / 100 + 1e-9
-    assert entry.quantity * (100.0 - entry.stop_price) <= 10_000 * Settings().risk.max_position_size_percent / 100 + 1e-9
+    at_risk = entry.quantity * (100.0 - entry.stop_price)
+    assert at_risk <= 10_000 * Settings().risk.max_position_size_percent / 100 + 1e-9
     assert entry.stop_price == pytest.approx(98.0)
     assert entry.take_profit_price == pytest.approx(104.0)
 

@@ -11,7 +11,8 @@ from tradebot_tui.backtest_runner import run_from_result
 def _display(**risk: float) -> dict[str, str]:
     base = Settings()
     settings = base.model_copy(update={"risk": base.risk.model_copy(update=risk)})
-    result = BacktestEngine({"BTC/USDT": load_sample("BTC/USDT", "1h").slice(0, 2000)}, settings=settings).run_backtest()
+    candles = {"BTC/USDT": load_sample("BTC/USDT", "1h").slice(0, 2000)}
+    result = BacktestEngine(candles, settings=settings).run_backtest()
     return dict(run_from_result("run", result).metrics)
 
 
