@@ -11,13 +11,17 @@ NaN for any window holding a NaN; recursive ones (ema, rma, atr) seed after thei
 valid values and stay NaN from the first NaN that follows. Prices are assumed finite after warm-up.
 
 Speed: windowed sums are direct convolutions (no cumulative-sum drift), rolling extremes use the van Herk /
-Gil-Werman block scan, the exponential recursions use a blocked closed form (powers <= 1, so no drift) and the
-Magic Trend ratchet is a segmented running max/min done with a lexicographic complex-number scan. Each runs
-on a year of 1m bars (525,600) in a few to a few tens of ms; see ``benchmarks/bench_indicators.py``.
+Gil-Werman block scan and the Magic Trend ratchet is a segmented running max/min done with a lexicographic
+complex-number scan; each runs on a year of 1m bars (525,600) in a few to a few tens of ms (see
+``benchmarks/bench_indicators.py``). The exponential recursions (ema, rma, atr) are a plain loop over the
+scalar steps below (~15 ms per 60k bars, ~180 ms per year of 1m bars), so that the incremental engines,
+which call the same steps one bar at a time, give the same bits; a value never depends on the array length.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +37,7 @@ Int8Array = npt.NDArray[np.int8]
 FLAT_WINDOW_RATIO = 1e-12
 # Lambert's constant in the CCI definition.
 CCI_CONSTANT = 0.015
-# Block size of the closed-form recursion and rows per chunk of the windowed mean deviation.
-_RECURSION_BLOCK = 128
+# Rows per chunk of the windowed mean deviation.
 _WINDOW_CHUNK_ROWS = 16384
 
 
@@ -191,46 +194,78 @@ def lowest(source: Any, period: int) -> FloatArray:
     return _rolling_extreme(_as_float(source), _check_period(period), np.minimum, np.inf)
 
 
-def _linear_recurrence(source: FloatArray, decay: float, gain: float, initial: float) -> FloatArray:
-    """y[t] = decay * y[t-1] + gain * source[t] with y[-1] = initial; source must hold no NaN.
-
-    Blocked closed form: inside a block of B bars the response to the block's inputs is a product with a
-    lower-triangular matrix of powers decay**k (k < B, all <= 1, so no overflow and no drift); the state
-    carried between blocks is a short scalar recursion.
-    """
-    length = len(source)
-    if length == 0:
-        return np.empty(0)
-    block = _RECURSION_BLOCK
-    lags = np.subtract.outer(np.arange(block), np.arange(block))
-    kernel = np.where(lags >= 0, gain * decay ** np.maximum(lags, 0).astype(np.float64), 0.0)
-    rows = -(-length // block)
-    padded = np.zeros(rows * block)
-    padded[:length] = source
-    response = padded.reshape(rows, block) @ kernel.T
-    carry_decay = decay**block
-    carries = [initial]
-    for block_end in response[:-1, -1].tolist():
-        carries.append(block_end + carry_decay * carries[-1])
-    powers = decay ** np.arange(1, block + 1, dtype=np.float64)
-    response += np.asarray(carries)[:, None] * powers[None, :]
-    return response.reshape(-1)[:length]
+# --- scalar steps --------------------------------------------------------------------------------------
+# The one implementation of each recursion: the vectorised loops below and the incremental (live) engines
+# (engine.indicators_live, strategy_live, signals_live, mtf_live) call these same functions, so both paths
+# perform the same floating-point operations in the same order and agree bit for bit. Pure functions of
+# floats, so they can be compiled (numba) without change.
 
 
-def _seeded_recurrence(source: FloatArray, period: int, alpha: float) -> FloatArray:
-    """Exponential smoothing seeded with the first full-window sma: y = alpha*x + (1-alpha)*y[t-1]."""
-    out = _nan(len(source))
-    # The seed is the first full window of valid values (what sma's first valid value would be).
+def true_range_step(high: float, low: float, previous_close: float) -> float:
+    """One bar of :func:`true_range` given the previous close: the same operations as the vectorised form
+    (``max(high - low, max(|high - prev|, |low - prev|))``), and NaN when any input is NaN, as np.maximum."""
+    if math.isnan(high) or math.isnan(low) or math.isnan(previous_close):
+        return math.nan
+    gap_up, gap_down = abs(high - previous_close), abs(low - previous_close)
+    gap = gap_down if gap_down > gap_up else gap_up
+    price_range = high - low
+    return gap if gap > price_range else price_range
+
+
+def wilder_step(previous: float, value: float, period: int) -> float:
+    """Wilder's smoothing (``rma``, ``atr``) one bar on: ``(previous * (period - 1) + value) / period``."""
+    return (previous * (period - 1) + value) / period
+
+
+def ema_step(previous: float, value: float, period: int) -> float:
+    """The ema one bar on, in Pine's form ``alpha * value + (1 - alpha) * previous``, alpha = 2 / (period + 1)."""
+    alpha = 2.0 / (period + 1)
+    return alpha * value + (1.0 - alpha) * previous
+
+
+def window_mean(window: Sequence[float]) -> float:
+    """The seed of the ema / rma recursions: the window's values summed oldest first, over their count."""
+    total = 0.0
+    for value in window:
+        total += value
+    return total / len(window)
+
+
+RecursionStep = Callable[[float, float, int], float]
+"""``step(previous, value, period) -> next``: :func:`wilder_step` or :func:`ema_step`."""
+
+
+def run_recursion(step: RecursionStep, initial: float, values: Sequence[float], period: int) -> list[float]:
+    """``step`` folded over ``values`` from ``initial``: the value after each one (a plain loop, ~10 ms per
+    60k values; exact rather than fast, so the incremental engines can continue it bit for bit)."""
+    results: list[float] = []
+    append = results.append
+    current = initial
+    for value in values:
+        current = step(current, value, period)
+        append(current)
+    return results
+
+
+def seed_index(source: FloatArray, period: int) -> int:
+    """Bar of a recursion's seed: the end of the first run of ``period`` valid values (len(source): none)."""
     valid = ~np.isnan(source)
     index = np.arange(len(source))
     valid_run = index - np.maximum.accumulate(np.where(valid, -1, index))
-    seed_index = _first_valid(np.where(valid_run >= period, 1.0, np.nan))
-    if seed_index >= len(source):
+    return _first_valid(np.where(valid_run >= period, 1.0, np.nan))
+
+
+def seeded_recursion(source: FloatArray, period: int, step: RecursionStep) -> FloatArray:
+    """``step`` over ``source`` seeded with the :func:`window_mean` of its first ``period`` valid values in a
+    row (at bar :func:`seed_index`), NaN before and from the first NaN after the seed (ema, rma, atr)."""
+    out = _nan(len(source))
+    seed = seed_index(source, period)
+    if seed >= len(source):
         return out
-    out[seed_index] = float(np.mean(source[seed_index - period + 1 : seed_index + 1]))
-    tail = source[seed_index + 1 :]
+    out[seed] = window_mean(source[seed - period + 1 : seed + 1].tolist())
+    tail = source[seed + 1 :]
     stop = _first_valid(np.where(np.isnan(tail), 1.0, np.nan))  # first NaN after the seed, if any
-    out[seed_index + 1 : seed_index + 1 + stop] = _linear_recurrence(tail[:stop], 1.0 - alpha, alpha, out[seed_index])
+    out[seed + 1 : seed + 1 + stop] = run_recursion(step, float(out[seed]), tail[:stop].tolist(), period)
     return out
 
 
@@ -240,14 +275,14 @@ def ema(source: Any, period: int) -> FloatArray:
     The sma seed (first value at bar period-1) is TradingView's ``ta.ema`` start-up and TA-Lib's default.
     """
     period = _check_period(period)
-    return _seeded_recurrence(_as_float(source), period, 2.0 / (period + 1))
+    return seeded_recursion(_as_float(source), period, ema_step)
 
 
 def rma(source: Any, period: int) -> FloatArray:
-    """Wilder's moving average (Pine ``ta.rma``), alpha = 1 / period, seeded with the sma of the first
-    ``period`` valid values."""
+    """Wilder's moving average (Pine ``ta.rma``, alpha = 1 / period): :func:`wilder_step` seeded with the
+    mean of the first ``period`` valid values."""
     period = _check_period(period)
-    return _seeded_recurrence(_as_float(source), period, 1.0 / period)
+    return seeded_recursion(_as_float(source), period, wilder_step)
 
 
 def atr(high: Any, low: Any, close: Any, period: int = 14) -> FloatArray:

@@ -7,10 +7,9 @@ closed), and each timeframe's trend goes through the analyser's own rule (``comb
 bookkeeping differs from the vectorised pass:
 
 - a bucket is aggregated as its bars arrive (high = max, low = min, close = last: exact);
-- the Magic Trend *direction* is the sign of a windowed cci once both its cci and its atr exist, so it is
-  computed on the last ``max(cci_period, atr_period + 1)`` candles and equals the full history's exactly;
-- the two emas are carried recursively from the values the vectorised pass ends with (they agree with
-  ``indicators.ema`` to ~1e-15 relative; only the summation order differs).
+- the Magic Trend and the two emas are carried by :mod:`engine.indicators_live` with the vectorised
+  loops' own scalar steps (its cci and atr recomputed on the last ``max(cci_period, atr_period + 1)``
+  candles), so every value equals the full history's bit for bit.
 
 ``prime(history)`` starts from one vectorised pass over the history; afterwards a base bar costs O(1)
 (a short Magic Trend window when a candle of a timeframe closes).
@@ -18,13 +17,13 @@ bookkeeping differs from the vectorised pass:
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.indicators import ema, magic_trend
+from engine import indicators as ind
+from engine.indicators_live import IncrementalMagicTrend, SeededRecursion
 from engine.models import Candles
 from engine.mtf import MultiTimeframeAnalyzer
 from engine.timeframes import floor_time, parse_timeframe, resample
@@ -52,12 +51,13 @@ class _TimeframeTrend:
         self.same_as_base = self.length_ms == base_ms
         self.uses_magic = analyzer.trend_method != "ema"
         self.uses_ema = analyzer.trend_method != "magic_trend"
-        window = max(analyzer.cci_period, analyzer.atr_period + 1)
+        self._magic = IncrementalMagicTrend(analyzer.cci_period, analyzer.atr_period, analyzer.atr_coeff)
+        window = self._magic.window
         self._high: deque[float] = deque(maxlen=window)
         self._low: deque[float] = deque(maxlen=window)
         self._close: deque[float] = deque(maxlen=window)
-        self._seed_closes: list[float] = []  # every close while an ema still waits for its first window
-        self._fast = self._slow = math.nan
+        self._fast = SeededRecursion(ind.ema_step, analyzer.ema_fast)
+        self._slow = SeededRecursion(ind.ema_step, analyzer.ema_slow)
         self._candles = 0
         self._bars = 0
         self._bucket: _Bucket | None = None
@@ -73,11 +73,11 @@ class _TimeframeTrend:
         if len(candles):
             # resample keeps the last bucket only once it is complete, so every candle here has closed.
             self.visible = int(self.analyzer.trend(candles)[-1])
-            if self.uses_ema:
-                self._fast = float(ema(candles.close, self.analyzer.ema_fast)[-1])
-                self._slow = float(ema(candles.close, self.analyzer.ema_slow)[-1])
-        if self.uses_ema and math.isnan(self._slow):
-            self._seed_closes = candles.close.tolist()
+        if self.uses_magic:
+            self._magic.prime(candles.high, candles.low, candles.close)
+        if self.uses_ema:
+            self._fast.prime(candles.close)
+            self._slow.prime(candles.close)
         if self.same_as_base or len(base) == 0:
             return
         last_open = int(base.open_time_ms[-1])
@@ -128,28 +128,12 @@ class _TimeframeTrend:
         analyzer = self.analyzer
         magic = fast = slow = None
         if self.uses_magic:
-            magic = magic_trend(
-                np.array(self._high), np.array(self._low), np.array(self._close),
-                analyzer.cci_period, analyzer.atr_period, analyzer.atr_coeff,
-            ).direction[-1:]
+            direction, _ = self._magic.update(np.array(self._high), np.array(self._low), np.array(self._close))
+            magic = np.array([direction], dtype=np.int8)
         if self.uses_ema:
-            if math.isnan(self._slow):
-                self._seed_closes.append(close)
-            self._fast = self._step_ema(self._fast, analyzer.ema_fast, close)
-            self._slow = self._step_ema(self._slow, analyzer.ema_slow, close)
-            if not math.isnan(self._slow):
-                self._seed_closes = []
-            fast, slow = np.array([self._fast]), np.array([self._slow])
+            fast = np.array([self._fast.update(close)])
+            slow = np.array([self._slow.update(close)])
         self.visible = int(analyzer.combine_trend(magic, fast, slow)[0])
-
-    def _step_ema(self, previous: float, period: int, close: float) -> float:
-        """``indicators.ema``'s next value: seeded with the mean of the first ``period`` closes."""
-        if not math.isnan(previous):
-            alpha = 2.0 / (period + 1)
-            return (1.0 - alpha) * previous + alpha * close
-        if len(self._seed_closes) >= period:
-            return float(np.mean(np.asarray(self._seed_closes[:period])))
-        return math.nan
 
 
 class IncrementalTrends:

@@ -2,10 +2,10 @@
 
 It applies the same decision rules as :meth:`engine.signals.SignalEngine.compute` (``_evaluate``); only the
 bookkeeping differs. Windowed indicators are recomputed on a tail of ``params.lookback_bars`` bars (exactly
-the values the full history gives); the recursive parts (Wilder ATR, Magic Trend ratchet, run lengths,
-release state) are carried. ``prime(history)`` sets the state from one vectorised pass, so a long history
-costs one ``compute``. Signal types equal the vectorised ones bar for bar; strengths agree to ~1e-15
-relative (the ATR recursion is summed in a different order).
+the values the full history gives); the recursive parts are carried: the Wilder ATR and the Magic Trend
+ratchet by :mod:`engine.indicators_live` (the vectorised loop's own scalar steps), run lengths and the
+release state as counters. ``prime(history)`` sets the state from one vectorised pass, so a long history
+costs one ``compute``. Every column of every row equals the vectorised frame's bit for bit.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 
 from engine import indicators as ind
+from engine.indicators_live import IncrementalMagicTrend, SeededRecursion
 from engine.models import Candles, TradingSignal
 from engine.signals import (
     _EXIT_LONG,
@@ -50,11 +51,9 @@ class IncrementalSignalEngine:
         self._low: deque[float] = deque(maxlen=size)
         self._close: deque[float] = deque(maxlen=size)
         self._bars = 0
-        self._atr = math.nan
-        self._atr_seed: list[float] = []
-        self._trend_value = 0.0  # Pine's nz(prev): the ratchet starts from 0
-        self._trend_started = False
-        self._cci_seen = False
+        self._atr = SeededRecursion(ind.wilder_step, self.params.atr_period)
+        self._trend = IncrementalMagicTrend(self.params.trend_cci_period, self.params.trend_atr_period,
+                                            self.params.trend_coeff)
         self._momenta: deque[float] = deque(maxlen=self.params.fade_bars)
         self._falling_run = self._rising_run = 0
         self._squeeze_on_prev = False
@@ -83,17 +82,8 @@ class IncrementalSignalEngine:
         self._low.extend(low[-p.lookback_bars :].tolist())
         self._close.extend(close[-p.lookback_bars :].tolist())
         self._bars = len(history)
-        self._atr = float(frame.atr[-1])
-        if math.isnan(self._atr):
-            self._atr_seed = ind.true_range(high, low, close, handle_na=True).tolist()
-        started = np.flatnonzero(frame.trend_direction != 0)
-        self._trend_started = len(started) > 0
-        self._cci_seen = bool((~np.isnan(ind.cci(close, p.trend_cci_period))).any())
-        if self._trend_started:
-            self._trend_value = float(frame.trend_line[-1])
-        else:  # only the atr exists: Pine keeps taking min(prev, down) from 0
-            down = high + ind.sma(ind.true_range(high, low, close), p.trend_atr_period) * p.trend_coeff
-            self._trend_value = min(0.0, float(np.nanmin(down))) if not np.isnan(down).all() else 0.0
+        self._atr.prime(ind.true_range(high, low, close, handle_na=True), frame.atr)
+        self._trend.prime(high, low, close, ind.MagicTrend(frame.trend_line, frame.trend_direction))
         self._momenta.extend(frame.momentum[-p.fade_bars :].tolist())
         self._falling_run = int(_run_length(frame.momentum_slope < 0)[-1])
         self._rising_run = int(_run_length(frame.momentum_slope > 0)[-1])
@@ -122,11 +112,13 @@ class IncrementalSignalEngine:
         """Take the next closed bar and return its one-row :class:`SignalFrame` (every column, not just the
         signal): the row equals the vectorised frame's row for this bar."""
         p = self.params
+        high, low, close = float(high), float(low), float(close)
+        first_bar = not self._close
         previous_close = self._close[-1] if self._close else math.nan
         self._times.append(int(open_time_ms))
-        self._high.append(float(high))
-        self._low.append(float(low))
-        self._close.append(float(close))
+        self._high.append(high)
+        self._low.append(low)
+        self._close.append(close)
         self._bars += 1
         highs, lows, closes = np.array(self._high), np.array(self._low), np.array(self._close)
 
@@ -135,8 +127,10 @@ class IncrementalSignalEngine:
         )
         squeeze_on, squeeze_off = bool(squeeze.squeeze_on[-1]), bool(squeeze.squeeze_off[-1])
         momentum = float(squeeze.value[-1])
-        direction, trend_line = self._update_trend(highs, lows, closes)
-        self._update_atr(float(high), float(low), previous_close)
+        direction, trend_line = self._trend.update(highs, lows, closes)
+        # tr(true): high - low on the first bar, as indicators.atr
+        true_range = high - low if first_bar else ind.true_range_step(high, low, previous_close)
+        atr = self._atr.update(true_range)
 
         slope = momentum - self._momenta[-1] if self._momenta else math.nan
         fade_origin = self._momenta[0] if len(self._momenta) == p.fade_bars else math.nan
@@ -153,7 +147,7 @@ class IncrementalSignalEngine:
         bar = _BarInputs(
             momentum=np.array([momentum]),
             slope=np.array([slope]),
-            atr=np.array([self._atr]),
+            atr=np.array([atr]),
             direction=np.array([direction], dtype=np.int8),
             squeeze_on=np.array([squeeze_on]),
             release_age=np.array([self._release_age], dtype=np.int64),
@@ -191,39 +185,3 @@ class IncrementalSignalEngine:
             np.array([cause], dtype=np.int8),
         )
         return row
-
-    def _update_trend(self, highs: np.ndarray, lows: np.ndarray, closes: np.ndarray) -> tuple[int, float]:
-        """One Magic Trend step (same rules and warm-up as ``indicators.magic_trend``)."""
-        p = self.params
-        trend_atr = float(ind.sma(ind.true_range(highs, lows, closes), p.trend_atr_period)[-1])
-        cci = float(ind.cci(closes, p.trend_cci_period)[-1])
-        self._cci_seen = self._cci_seen or not math.isnan(cci)
-        if math.isnan(trend_atr):
-            return 0, math.nan
-        up, down = lows[-1] - trend_atr * p.trend_coeff, highs[-1] + trend_atr * p.trend_coeff
-        self._trend_started = self._trend_started or self._cci_seen
-        prev = self._trend_value
-        if not self._trend_started:
-            self._trend_value = prev if down > prev else float(down)
-            return 0, math.nan
-        rising = cci >= 0  # NaN (a flat window) is a down bar, as in Pine
-        if rising:
-            self._trend_value = prev if up < prev else float(up)
-        else:
-            self._trend_value = prev if down > prev else float(down)
-        return (1 if rising else -1), self._trend_value
-
-    def _update_atr(self, high: float, low: float, previous_close: float) -> None:
-        p = self.params
-        if math.isnan(previous_close):
-            true_range = high - low
-        else:
-            true_range = max(high - low, abs(high - previous_close), abs(low - previous_close))
-        if not math.isnan(self._atr):
-            alpha = 1.0 / p.atr_period
-            self._atr = (1.0 - alpha) * self._atr + alpha * true_range
-            return
-        self._atr_seed.append(true_range)
-        if len(self._atr_seed) >= p.atr_period:
-            self._atr = float(np.mean(self._atr_seed[-p.atr_period :]))
-            self._atr_seed = []

@@ -6,14 +6,15 @@
 - signals: :class:`engine.signals_live.IncrementalSignalEngine` (the signal engine's own rules);
 - timeframe trends: :class:`engine.mtf_live.IncrementalTrends`, then the analyser's confluence rule;
 - volume: ``VolumeAnalyzer.analyze_latest`` on the last ``warmup_bars + 1`` bars (every window is finite);
-- ATR: Wilder's recursion from the previous value; its two previous-bars medians over the held ATRs;
+- ATR: Wilder's recursion carried by :class:`engine.indicators_live.SeededRecursion` (the scalar step
+  ``indicators.atr`` folds); its two previous-bars medians over the held ATRs;
 - swing levels: ``swing_levels`` on the last ``2 * swing_lookback + 1`` bars (is the bar ``lookback`` ago a
   pivot?), else the previous level;
 - entries, exits and the volatility alarm: :func:`engine.strategy.fold_entries_and_exits` and
   :func:`engine.strategy.volatility_inputs`, the very functions ``prepare`` calls.
 
-So the value at every bar equals what ``prepare`` gives over every bar since ``prime`` (codes and flags
-exactly; the recursive ATRs and emas to ~1e-15 relative, their summation order differs), which is what the
+So the value at every bar equals, bit for bit, what ``prepare`` gives over every bar since ``prime`` (the
+recursions take the vectorised loops' own steps, the windows are recomputed exactly), which is what the
 backtester computes over the same bars. The returned PreparedSymbol holds the last ``max_bars`` bars (read-only
 views that later bars never change); ``max_bars`` bounds memory only, not warm-up.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine import indicators as ind
+from engine.indicators_live import SeededRecursion
 from engine.models import Candles, SignalType
 from engine.mtf import MtfFrame
 from engine.mtf_live import IncrementalTrends
@@ -114,6 +116,7 @@ class IncrementalPreparer:
         self._trends: IncrementalTrends | None = None
         self._signals: Any = None
         self._prepared: PreparedSymbol | None = None
+        self._atr = SeededRecursion(ind.wilder_step, strategy.risk_config.atr_lookback)
 
     @staticmethod
     def bars_needed(strategy: Strategy) -> int:
@@ -136,6 +139,7 @@ class IncrementalPreparer:
         """Start from ``history`` (oldest first) with one vectorised ``prepare``; returns its last ``max_bars``."""
         strategy = self.strategy
         prepared = strategy.prepare(history)
+        self._atr.prime(ind.true_range(history.high, history.low, history.close, handle_na=True), prepared.atr)
         self._symbol, self._timeframe = history.symbol, history.timeframe
         analyzer = strategy.mtf_analyzer(history.timeframe)
         self._timeframes = analyzer.timeframes
@@ -174,7 +178,7 @@ class IncrementalPreparer:
             raise ValueError(f"{self._symbol}: bar {open_time_ms} is not newer than the last one held ({last})")
         strategy, risk, breaker = self.strategy, self.strategy.risk_config, self.strategy.breaker_config
         previous_close = float(columns.arrays["c.close"][columns.stop - 1]) if len(columns) else math.nan
-        previous_atr = float(columns.arrays["p.atr"][columns.stop - 1]) if len(columns) else math.nan
+        first_bar = not len(columns)
         previous_swing = (float(columns.arrays["p.swing_low"][columns.stop - 1]) if len(columns) else math.nan,
                           float(columns.arrays["p.swing_high"][columns.stop - 1]) if len(columns) else math.nan)
         row = columns.push()
@@ -189,12 +193,12 @@ class IncrementalPreparer:
         volume_row = VolumeFrame(latest.open_time_ms[-1:], *(getattr(latest, f)[-1:] for f in _VOLUME_FIELDS))
         entries = fold_entries_and_exits(strategy.params, signals, mtf, volume_row)
 
-        atr = self._next_atr(previous_atr, previous_close, high, low)
+        # tr(true) (high - low on the first bar), then Wilder's step: as indicators.atr
+        atr = self._atr.update(high - low if first_bar else ind.true_range_step(high, low, previous_close))
+        lookbacks = (risk.volatility_median_lookback, breaker.volatility_lookback)
+        medians = {lookback: self._previous_median(lookback) for lookback in set(lookbacks)}  # often one
         volatility = volatility_inputs(
-            np.array([atr]),
-            np.array([self._previous_median(risk.volatility_median_lookback)]),
-            np.array([self._previous_median(breaker.volatility_lookback)]),
-            breaker,
+            np.array([atr]), np.array([medians[lookbacks[0]]]), np.array([medians[lookbacks[1]]]), breaker
         )
         swing_low, swing_high = swing_levels(columns.tail("c.high", self.swing_bars),
                                              columns.tail("c.low", self.swing_bars), risk.swing_lookback)
@@ -242,18 +246,6 @@ class IncrementalPreparer:
         assert self._columns is not None
         return Candles(self._symbol, self._timeframe,
                        *(self._columns.view("c." + name, count) for name in _CANDLE_FIELDS))
-
-    def _next_atr(self, previous_atr: float, previous_close: float, high: float, low: float) -> float:
-        """Wilder's ATR(risk.atr_lookback) of the new bar, as ``indicators.atr`` (quote currency)."""
-        period = self.strategy.risk_config.atr_lookback
-        if math.isnan(previous_atr):  # warm-up: fewer than `period` bars since prime, all held
-            candles = self._tail_candles(self.bars_seen)
-            return float(ind.atr(candles.high, candles.low, candles.close, period)[-1])
-        true_range = high - low
-        if not math.isnan(previous_close):
-            true_range = max(true_range, max(abs(high - previous_close), abs(low - previous_close)))
-        alpha = 1.0 / period
-        return (1.0 - alpha) * previous_atr + alpha * true_range
 
     def _previous_median(self, lookback: int) -> float:
         """Median ATR of the ``lookback`` bars before the newest (NaN until that many valid values)."""
