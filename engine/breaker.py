@@ -41,7 +41,16 @@ from typing import Any, NamedTuple
 from engine.config import BreakerConfig
 from engine.emergency import EmergencyExit, EmergencyExitInstruction
 from engine.errors import CircuitBreakerException
-from engine.models import BreakerStatus, CircuitState, Event
+from engine.events import (
+    BreakerCoolingDown,
+    BreakerEvent,
+    BreakerHalfOpened,
+    BreakerReset,
+    BreakerTripped,
+    Event,
+    Severity,
+)
+from engine.models import BreakerStatus, CircuitState
 from engine.precision import reaches
 
 VOLATILITY = "volatility"
@@ -128,13 +137,12 @@ class CircuitBreaker:
         return name in self._config.latching
 
     # ---------------------------------------------------------------------------------- transitions
-    def _event(self, kind: str, record: _Breaker, now_ms: int, message: str, previous: CircuitState,
-               severity: str) -> Event:
-        return Event(kind, now_ms, message, {
-            "breaker": record.name, "from": str(previous), "to": str(record.state), "value": record.value,
-            "threshold": record.threshold, "reason": record.reason, "since_ms": record.since_ms,
-            "resume_after_ms": record.resume_after_ms, "latching": self.is_latching(record.name),
-        }, severity)
+    def _event(self, cls: type[BreakerEvent], record: _Breaker, now_ms: int, message: str, previous: CircuitState,
+               severity: Severity) -> BreakerEvent:
+        return cls(time_ms=now_ms, message=message, severity=severity, breaker=record.name, previous=previous,
+                   state=record.state, value=record.value, threshold=record.threshold, reason=record.reason,
+                   since_ms=record.since_ms, resume_after_ms=record.resume_after_ms,
+                   latching=self.is_latching(record.name))
 
     def _trip(self, record: _Breaker, reason: str, now_ms: int) -> Event:
         previous = record.state
@@ -144,8 +152,8 @@ class CircuitBreaker:
         record.normal_since_ms = None
         record.resume_after_ms = None
         record.confirmations = 0
-        return self._event("BreakerTripped", record, now_ms, f"{record.name} breaker tripped: {reason}",
-                           previous, "critical")
+        return self._event(BreakerTripped, record, now_ms, f"{record.name} breaker tripped: {reason}",
+                           previous, Severity.CRITICAL)
 
     def _close(self, record: _Breaker, reason: str, now_ms: int) -> Event:
         previous = record.state
@@ -155,8 +163,8 @@ class CircuitBreaker:
         record.normal_since_ms = None
         record.resume_after_ms = None
         record.confirmations = 0
-        return self._event("BreakerReset", record, now_ms, f"{record.name} breaker closed: {reason}",
-                           previous, "info")
+        return self._event(BreakerReset, record, now_ms, f"{record.name} breaker closed: {reason}",
+                           previous, Severity.INFO)
 
     def _advance(self, record: _Breaker, now_ms: int, events: list[Event]) -> None:
         """OPEN -> HALF_OPEN once the cool-down after normalisation has elapsed (never for latching)."""
@@ -166,9 +174,9 @@ class CircuitBreaker:
             record.since_ms = now_ms
             record.confirmations = 0
             events.append(self._event(
-                "BreakerHalfOpened", record, now_ms,
+                BreakerHalfOpened, record, now_ms,
                 f"{record.name} breaker half-open: trading at {self._config.half_open_size_ratio:g}x size",
-                CircuitState.OPEN, "warning",
+                CircuitState.OPEN, Severity.WARNING,
             ))
 
     def _observe(self, record: _Breaker, tripped: bool, reason: str, now_ms: int, *,
@@ -186,9 +194,9 @@ class CircuitBreaker:
                 record.normal_since_ms = now_ms
                 record.resume_after_ms = now_ms + round(self._config.cooldown_s * 1000)
                 events.append(self._event(
-                    "BreakerCoolingDown", record, now_ms,
+                    BreakerCoolingDown, record, now_ms,
                     f"{record.name} condition normal; half-open after {self._config.cooldown_s:g} s cool-down",
-                    CircuitState.OPEN, "info",
+                    CircuitState.OPEN, Severity.INFO,
                 ))
             self._advance(record, now_ms, events)
         elif tripped:

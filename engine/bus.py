@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from engine.commands import Command
-from engine.models import Event
+from engine.events import Event
 from engine.snapshot import EngineSnapshot
 
 

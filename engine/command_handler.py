@@ -21,8 +21,9 @@ from engine.breaker import EMERGENCY
 from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
 from engine.decision import Decision, DecisionCore, Outcome
 from engine.errors import CircuitBreakerException
+from engine.events import CommandAccepted, CommandRejected, Event, RiskLimitChanged
 from engine.latches import LOSS_LIMIT, latched_overrides
-from engine.models import Event, TradingState
+from engine.models import TradingState
 from engine.risk_gate import RiskChangeGate, RiskChangeRefused, change_detail, risk_setting_change
 from engine.risk_overrides import StateStore, apply_setting, save_risk_override
 
@@ -96,10 +97,9 @@ class CommandHandler:
             accepted, message = False, str(refused)
         else:
             accepted, message = True, outcome
-        kind = "CommandAccepted" if accepted else "CommandRejected"
-        self.emit(Event(kind, now_ms, f"{name} from {command.source}: {message}",
-                        {"command": name, "source": command.source, "detail": detail, "outcome": message},
-                        "info" if accepted else "warning"))
+        handled = CommandAccepted if accepted else CommandRejected
+        self.emit(handled(time_ms=now_ms, message=f"{name} from {command.source}: {message}", command=name,
+                          source=command.source, detail=detail, outcome=message))
         if self.audit is not None:
             try:
                 await self.audit.append(command.source, f"command.{name}",
@@ -192,9 +192,8 @@ class CommandHandler:
                 log.exception("saving the risk change %s failed", command.key)
                 raise CommandRefused(f"{command.key} not changed: it could not be saved ({error})") from None
         apply_setting(self.core, updated)
-        self.emit(Event("RiskLimitChanged", now_ms, f"{command.key}: {old_value} -> {command.value}",
-                        {"key": command.key, "old": old_value, "new": command.value, "source": command.source,
-                         "persisted": self.state_store is not None},
-                        "warning"))
+        self.emit(RiskLimitChanged(time_ms=now_ms, message=f"{command.key}: {old_value} -> {command.value}",
+                                   key=command.key, old=old_value, new=command.value, source=command.source,
+                                   persisted=self.state_store is not None))
         kept = "; kept across restarts" if self.state_store is not None else "; NOT saved: reverts on restart"
         return f"{command.key} set to {command.value:g} (was {old_value}){kept}"

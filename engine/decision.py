@@ -16,8 +16,9 @@ from typing import Any
 
 from engine.breaker import VOLATILITY, CircuitBreaker
 from engine.config import BreakerConfig, RiskConfig
+from engine.events import Event, Severity, TradingStateChanged
 from engine.limits import AccountLimits, LimitCheck
-from engine.models import CircuitState, ClosedTrade, Event, MarketLimits, PositionSide, TradingState
+from engine.models import CircuitState, ClosedTrade, ExitKind, MarketLimits, PositionSide, TradingState
 from engine.portfolio import OpenPosition, Portfolio
 from engine.risk import DynamicRiskManager, SizeBound
 from engine.strategy import PreparedSymbol
@@ -43,11 +44,12 @@ class EntryDecision:
 
 @dataclass(frozen=True, slots=True)
 class ExitDecision:
-    """Close the symbol's whole position at market."""
+    """Close the symbol's whole position at market; ``kind`` is why (``reason`` says it for people)."""
 
     symbol: str
     decided_ms: int
     reason: str
+    kind: ExitKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +140,13 @@ class DecisionCore:
             return ()
         previous, self.trading_state = self.trading_state, state
         return (
-            Event(
-                "TradingStateChanged",
-                now_ms,
-                f"trading {previous.value} -> {state.value}: {reason}",
-                {"from": previous.value, "to": state.value, "reason": reason},
-                "warning" if state is not TradingState.ACTIVE else "info",
+            TradingStateChanged(
+                time_ms=now_ms,
+                message=f"trading {previous.value} -> {state.value}: {reason}",
+                severity=Severity.WARNING if state is not TradingState.ACTIVE else Severity.INFO,
+                previous=previous,
+                state=state,
+                reason=reason,
             ),
         )
 
@@ -247,7 +250,7 @@ class DecisionCore:
         if exit_now:
             self.pending.add(symbol)
             reasons = prepared.signals.signal_at(index).reasons or ("exit condition",)
-            decisions.append(ExitDecision(symbol, now_ms, "signal: " + "; ".join(reasons)))
+            decisions.append(ExitDecision(symbol, now_ms, "signal: " + "; ".join(reasons), ExitKind.SIGNAL))
         return tuple(decisions)
 
     def quiet_extreme_bound(self, symbol: str) -> float | None:
@@ -367,15 +370,15 @@ class DecisionCore:
         if self.trading_state is not TradingState.HALTED:
             self._halted_by_limit = True
         events += self._state_event(TradingState.HALTED, now_ms, "; ".join(check.reasons) or "risk limit breached")
-        return Outcome(self._close_all(now_ms, "risk limit: " + "; ".join(check.reasons)), events)
+        return Outcome(self._close_all(now_ms, "risk limit: " + "; ".join(check.reasons), ExitKind.RISK_LIMIT), events)
 
-    def _close_all(self, now_ms: int, reason: str) -> tuple[Decision, ...]:
+    def _close_all(self, now_ms: int, reason: str, kind: ExitKind) -> tuple[Decision, ...]:
         exits = []
         for symbol in sorted(self.portfolio.positions):
             if symbol in self.pending:
                 continue
             self.pending.add(symbol)
-            exits.append(ExitDecision(symbol, now_ms, reason))
+            exits.append(ExitDecision(symbol, now_ms, reason, kind))
         return tuple(exits)
 
     def order_resolved(self, symbol: str) -> None:
@@ -431,13 +434,13 @@ class DecisionCore:
             return NOTHING
         self._halted_by_limit = False
         events = instruction.events + self._state_event(TradingState.HALTED, now_ms, f"emergency exit: {reason}")
-        return Outcome(self._close_all(now_ms, f"emergency exit: {reason}"), events)
+        return Outcome(self._close_all(now_ms, f"emergency exit: {reason}", ExitKind.EMERGENCY_EXIT), events)
 
     def close_position(self, symbol: str, now_ms: int, reason: str) -> Outcome:
         if symbol not in self.portfolio.positions or symbol in self.pending:
             return NOTHING
         self.pending.add(symbol)
-        return Outcome((ExitDecision(symbol, now_ms, reason),), ())
+        return Outcome((ExitDecision(symbol, now_ms, reason, ExitKind.MANUAL),), ())
 
     # ------------------------------------------------------------------------------------------ state
     def to_state(self) -> dict[str, Any]:

@@ -48,17 +48,8 @@ from engine.backtest.engine import BacktestEngine
 from engine.backtest.result import BacktestResult
 from engine.config import DriftConfig, Settings
 from engine.drift_expectancy import ExpectancyBelowBacktest, ExpectancyComparison, compare_expectancy
-from engine.models import Candles, ClosedTrade, MarketLimits, PositionSide
+from engine.models import Candles, ClosedTrade, ExitKind, MarketLimits, PositionSide
 from engine.timeframes import parse_timeframe
-
-INTRABAR_EXIT_KINDS = frozenset({"stop", "trailing_stop", "target"})
-"""Exit kinds the exchange fills inside a bar (live books them when the engine polls after the bar)."""
-
-_KNOWN_EXIT_KINDS = INTRABAR_EXIT_KINDS | {"signal", "risk_limit", "emergency_exit", "manual", "end_of_data"}
-_REASON_PREFIXES = (("signal", "signal"), ("risk limit", "risk_limit"), ("emergency exit", "emergency_exit"),
-                    ("end of data", "end_of_data"))
-COMMAND_EXIT_KINDS = frozenset({"manual", "emergency_exit"})
-"""Exits a person commanded: a divergence they cause is a person's decision, not the engine's."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +60,9 @@ class DecisionTolerance:
     intrabar_exit_bars: int = 1
     other_exit_bars: int = 0
 
-    def exit_bars(self, exit_kind: str) -> int:
-        return self.intrabar_exit_bars if exit_kind in INTRABAR_EXIT_KINDS else self.other_exit_bars
+    def exit_bars(self, exit_kind: ExitKind) -> int:
+        """Stop, trailing-stop and target exits fill inside a bar: live books them when it polls after the bar."""
+        return self.intrabar_exit_bars if exit_kind.is_intrabar else self.other_exit_bars
 
 
 EXACT = DecisionTolerance(entry_bars=0, intrabar_exit_bars=0, other_exit_bars=0)
@@ -159,23 +151,11 @@ class RoundTrip:
     side: PositionSide
     entry_bar_ms: int
     exit_bar_ms: int | None = None
-    exit_kind: str | None = None
+    exit_kind: ExitKind | None = None
 
 
 def fmt_bar(time_ms: int) -> str:
     return datetime.fromtimestamp(time_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def exit_kind_of(reason: str) -> str:
-    """A closed trade's exit reason in the backtest's vocabulary (live ``take_profit`` is ``target``)."""
-    if reason in _KNOWN_EXIT_KINDS:
-        return reason
-    if reason == "take_profit":
-        return "target"
-    for prefix, kind in _REASON_PREFIXES:
-        if reason.startswith(prefix):
-            return kind
-    return "manual"
 
 
 # ---------------------------------------------------------------------------------------------- the check
@@ -202,7 +182,7 @@ def check_drift(inputs: DriftInputs, settings: Settings, config: DriftConfig,
     if not in_window:
         return DriftReport(None, None, compare_expectancy(live_trades, [], config)[0], 0)
     result = run_window_backtest(replace(inputs, candles=candles), settings)
-    backtest_trades = [r.trade for r in result.trades if r.exit_kind != "end_of_data"]
+    backtest_trades = [r.trade for r in result.trades if r.exit_kind is not ExitKind.END_OF_DATA]
     divergence, compared = first_divergence(candles, live_round_trips(candles, live_trades, inputs),
                                             backtest_round_trips(result), tolerance)
     expectancy, alert = compare_expectancy(live_trades, backtest_trades, config)
@@ -234,7 +214,7 @@ def live_round_trips(candles: Mapping[str, Candles], trades: Sequence[ClosedTrad
         if entry is None:
             continue
         exit_bar = _bar_of(series, bar_ms, trade.exit_ms)
-        kind = exit_kind_of(trade.reason) if exit_bar is not None else None
+        kind = trade.exit_kind if exit_bar is not None else None
         trips[trade.symbol].append((trade.entry_ms, RoundTrip(trade.symbol, trade.side, entry, exit_bar, kind)))
     for position in inputs.open_entries:
         series_or_none = candles.get(position.symbol)
@@ -251,7 +231,7 @@ def backtest_round_trips(result: BacktestResult) -> dict[str, list[RoundTrip]]:
     trips: dict[str, list[RoundTrip]] = {}
     for record in sorted(result.trades, key=lambda r: r.trade.entry_ms):
         trade = record.trade
-        held = record.exit_kind == "end_of_data"
+        held = record.exit_kind is ExitKind.END_OF_DATA
         trips.setdefault(trade.symbol, []).append(RoundTrip(
             trade.symbol, trade.side, trade.entry_ms, None if held else trade.exit_ms,
             None if held else record.exit_kind))
@@ -301,8 +281,8 @@ class _SymbolComparison:
     def _diverged(self, decision: str, live: RoundTrip | None, live_text: str, live_bar: int | None,
                   backtest_text: str, backtest_bar: int | None) -> DecisionDiverged:
         bars = [b for b in (live_bar, backtest_bar) if b is not None]
-        by_command = decision == "exit" and live is not None and live.exit_kind in COMMAND_EXIT_KINDS \
-            and live_bar is not None and live_bar == min(bars)
+        by_command = (decision == "exit" and live is not None and live.exit_kind is not None
+                      and live.exit_kind.is_commanded and live_bar is not None and live_bar == min(bars))
         return DecisionDiverged(self.symbol, min(bars), decision, live_text, backtest_text, live_bar, backtest_bar,
                                 by_command)
 
@@ -334,7 +314,7 @@ class _SymbolComparison:
             return self._diverged("exit", mine, _exited(mine), live_bar, _still_held(theirs), backtest_bar)
         if lateness > 0:
             return self._diverged("exit", mine, _still_held(mine), live_bar, _exited(theirs), backtest_bar)
-        if mine.exit_kind != theirs.exit_kind:
+        if mine.exit_kind is not theirs.exit_kind:
             return self._diverged("exit", mine, _exited(mine), live_bar, _exited(theirs), backtest_bar)
         return None
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine import events
 from engine.config import DriftConfig, Settings
 from engine.data.live_feed import ClosedCandle
 from engine.drift import (
@@ -43,7 +44,7 @@ from engine.drift import (
     fmt_bar,
 )
 from engine.drift_expectancy import ExpectancyBelowBacktest
-from engine.models import Candles, Event
+from engine.models import Candles
 from engine.timeframes import parse_timeframe
 
 if TYPE_CHECKING:
@@ -204,8 +205,9 @@ class DriftWatch:
             if not self._failure_reported:
                 self._failure_reported = True
                 text = self._engine.guard.describe(error)
-                self._emit("DriftCheckFailed", f"performance drift check failed: {text}; trading goes on, the "
-                           "check is retried every window (reported once)", {"error": text}, "warning")
+                self._engine.emit(events.DriftCheckFailed(
+                    time_ms=self._engine.clock.now_ms(), message=f"performance drift check failed: {text}; trading "
+                    "goes on, the check is retried every window (reported once)", error=text))
             return
         self.checks_run += 1
         self.last_report = report
@@ -215,27 +217,27 @@ class DriftWatch:
         divergence = report.divergence
         if divergence is not None and not self._reported_divergence:
             self._reported_divergence = True
-            self._emit("DecisionDiverged", divergence.message, divergence_data(divergence),
-                       "warning" if divergence.by_command else "critical")
+            self._engine.emit(diverged_event(divergence, self._engine.clock.now_ms()))
         alert = report.expectancy_alert
         if alert is None:
             self._expectancy_alerted = False
         elif not self._expectancy_alerted:
             self._expectancy_alerted = True
-            self._emit("ExpectancyBelowBacktest", alert.message, expectancy_data(alert), "warning")
-
-    def _emit(self, kind: str, message: str, data: dict[str, object], severity: str) -> None:
-        engine = self._engine
-        engine.emit(Event(kind, engine.clock.now_ms(), message, dict(data), severity))
+            self._engine.emit(expectancy_event(alert, self._engine.clock.now_ms()))
 
 
-def divergence_data(divergence: DecisionDiverged) -> dict[str, object]:
-    return {"symbol": divergence.symbol, "bar_ms": divergence.bar_ms, "decision": divergence.decision,
-            "live": divergence.live, "backtest": divergence.backtest, "live_bar_ms": divergence.live_bar_ms,
-            "backtest_bar_ms": divergence.backtest_bar_ms, "by_command": divergence.by_command}
+def diverged_event(divergence: DecisionDiverged, now_ms: int) -> events.DecisionDiverged:
+    """The event of a drift finding; a divergence a person's command caused is a warning, not critical."""
+    return events.DecisionDiverged(
+        time_ms=now_ms, message=divergence.message,
+        severity=events.Severity.WARNING if divergence.by_command else events.Severity.CRITICAL,
+        symbol=divergence.symbol, bar_ms=divergence.bar_ms, decision=divergence.decision, live=divergence.live,
+        backtest=divergence.backtest, live_bar_ms=divergence.live_bar_ms,
+        backtest_bar_ms=divergence.backtest_bar_ms, by_command=divergence.by_command)
 
 
-def expectancy_data(alert: ExpectancyBelowBacktest) -> dict[str, object]:
-    return {"realised_pct": alert.realised_pct, "backtest_pct": alert.backtest_pct,
-            "standard_error_pct": alert.standard_error_pct, "std_errors": alert.std_errors,
-            "threshold_pct": alert.threshold_pct, "trades": alert.trades, "backtest_trades": alert.backtest_trades}
+def expectancy_event(alert: ExpectancyBelowBacktest, now_ms: int) -> events.ExpectancyBelowBacktest:
+    return events.ExpectancyBelowBacktest(
+        time_ms=now_ms, message=alert.message, realised_pct=alert.realised_pct, backtest_pct=alert.backtest_pct,
+        standard_error_pct=alert.standard_error_pct, std_errors=alert.std_errors,
+        threshold_pct=alert.threshold_pct, trades=alert.trades, backtest_trades=alert.backtest_trades)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.errors import CircuitBreakerException
-from engine.models import Event
+from engine.events import EmergencyExitCleared, EmergencyExitCompleted, EmergencyExitStarted, Event
 
 EMERGENCY_ACTIONS: tuple[str, ...] = ("cancel_open_orders", "close_all_positions", "halt")
 
@@ -59,8 +59,8 @@ class EmergencyExit:
         if self._state is not None:
             return EmergencyExitInstruction("already", (), self.reason, int(self._state["since_ms"]))
         self._state = {"phase": "in_progress", "reason": reason, "since_ms": now_ms, "done_ms": None}
-        event = Event("EmergencyExitStarted", now_ms, f"emergency exit: {reason}",
-                      {"reason": reason, "actions": list(EMERGENCY_ACTIONS)}, "critical")
+        event = EmergencyExitStarted(time_ms=now_ms, message=f"emergency exit: {reason}", reason=reason,
+                                     actions=tuple(EMERGENCY_ACTIONS))
         return EmergencyExitInstruction("started", EMERGENCY_ACTIONS, reason, now_ms, (event,))
 
     def complete(self, now_ms: int) -> tuple[Event, ...]:
@@ -69,8 +69,8 @@ class EmergencyExit:
             return ()
         self._state["phase"] = "done"
         self._state["done_ms"] = now_ms
-        return (Event("EmergencyExitCompleted", now_ms, "emergency exit complete; trading halted",
-                      {"reason": self.reason}, "critical"),)
+        return (EmergencyExitCompleted(time_ms=now_ms, message="emergency exit complete; trading halted",
+                                       reason=self.reason),)
 
     def clear(self, now_ms: int) -> tuple[Event, ...]:
         """A person clears a completed exit so trading may resume.
@@ -83,7 +83,7 @@ class EmergencyExit:
         if self._state["phase"] != "done":
             raise CircuitBreakerException("emergency exit still in progress; cannot resume yet")
         self._state = None
-        return (Event("EmergencyExitCleared", now_ms, "emergency halt cleared manually", {"breaker": "emergency"}),)
+        return (EmergencyExitCleared(time_ms=now_ms, message="emergency halt cleared manually"),)
 
     def to_state(self) -> dict[str, Any] | None:
         return None if self._state is None else dict(self._state)

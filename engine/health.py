@@ -23,7 +23,7 @@ from typing import Any
 from engine.breaker import CircuitBreaker
 from engine.clock import Clock
 from engine.errors import ExchangeCallException
-from engine.models import Event
+from engine.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from engine.config import RiskConfig
 from engine.errors import RiskManagementException
+from engine.events import Event, RiskHaltCleared, RiskLimitBreached, RiskLimitEvent, RiskLimitWarning
 from engine.limit_levels import highest_equity_reaching, lowest_equity_not_reaching
 from engine.limit_levels import loss_pct as loss_pct  # the limits' loss measure, re-exported
-from engine.models import Event
 from engine.precision import reaches
 from engine.trading_day import DAY_MS, day_of_close, day_of_instant, day_start_ms, reset_offset_ms
 
@@ -76,9 +76,11 @@ class LimitCheck:
         return self.daily_loss_limit_pct - self.daily_loss_pct
 
 
-def _limit_event_data(name: str, value: float, limit: float, equity: float) -> dict[str, Any]:
-    """The data of a limit event (built only when an event is, not on every check)."""
-    return {"limit": name, "value_pct": value, "limit_pct": limit, "distance_pct": limit - value, "equity": equity}
+def _limit_event(cls: type[RiskLimitEvent], now_ms: int, message: str, name: str, value: float, limit: float,
+                 equity: float) -> RiskLimitEvent:
+    """A limit event (built only when an event is, not on every check)."""
+    return cls(time_ms=now_ms, message=message, limit=name, value_pct=value, limit_pct=limit,
+               distance_pct=limit - value, equity=equity)
 
 
 class AccountLimits:
@@ -154,10 +156,8 @@ class AccountLimits:
             self._day_start_equity = self._mark_equity if self._mark_equity is not None else equity
             self._warned[DAILY_LOSS] = False
             if self._latched.pop(DAILY_LOSS, None) is not None:
-                events.append(Event(
-                    "RiskHaltCleared", now_ms, "daily loss halt lifted: new trading day",
-                    {"limit": DAILY_LOSS, "source": "day_boundary", "equity": equity},
-                ))
+                events.append(RiskHaltCleared(time_ms=now_ms, message="daily loss halt lifted: new trading day",
+                                              limits=(DAILY_LOSS,), source="day_boundary", equity=equity))
         self._mark_equity = equity
         if self._peak_equity is None or equity > self._peak_equity:
             self._peak_equity = equity
@@ -177,19 +177,19 @@ class AccountLimits:
                 breached_now.append(name)
                 if name not in latched:
                     latched[name] = now_ms
-                    events.append(Event(
-                        "RiskLimitBreached", now_ms,
+                    events.append(_limit_event(
+                        RiskLimitBreached, now_ms,
                         f"{name.replace('_', ' ')} {value:.2f}% reached limit {limit}%: closing all positions",
-                        _limit_event_data(name, value, limit, equity), "critical",
+                        name, value, limit, equity,
                     ))
             if reaches(value, limit * ratio):
                 if not warned[name]:
                     warned[name] = True
                     if not breached:
-                        events.append(Event(
-                            "RiskLimitWarning", now_ms,
+                        events.append(_limit_event(
+                            RiskLimitWarning, now_ms,
                             f"{name.replace('_', ' ')} {value:.2f}% is {limit - value:.2f} points from limit {limit}%",
-                            _limit_event_data(name, value, limit, equity), "warning",
+                            name, value, limit, equity,
                         ))
             else:
                 warned[name] = False
@@ -336,10 +336,8 @@ class AccountLimits:
         day_key = self.trading_day_key(now_ms)  # a person's command: an instant; the day never goes back
         self._day_key = day_key if self._day_key is None else max(day_key, self._day_key)
         self._warned = dict.fromkeys(_LIMIT_NAMES, False)
-        return (Event(
-            "RiskHaltCleared", now_ms, f"risk halt lifted manually ({', '.join(cleared)})",
-            {"limits": cleared, "source": "manual", "equity": equity},
-        ),)
+        return (RiskHaltCleared(time_ms=now_ms, message=f"risk halt lifted manually ({', '.join(cleared)})",
+                                limits=tuple(cleared), source="manual", equity=equity),)
 
     def to_state(self) -> dict[str, Any]:
         """The restart-surviving state as JSON-able data."""

@@ -8,8 +8,7 @@ ratios in [0, 1].
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -172,6 +171,42 @@ class MarketLimits:
     min_notional: float = 0.0
 
 
+class OrderKind(enum.StrEnum):
+    """What an order is for, as the execution layer places it (stored in ``orders.kind``)."""
+
+    ENTRY = "entry"  # opens a position (market)
+    EXIT = "exit"  # closes a position at market (a decision, a crossed stop, a reached target)
+    STOP = "stop"  # the protective stop resting on the exchange (lone, or the stop leg of a pair)
+    TAKE_PROFIT = "take_profit"  # the take-profit leg resting with its stop as one pair (Binance OCO)
+
+
+class ExitKind(enum.StrEnum):
+    """Why a position was closed, set where the exit is decided (stored in ``trades.exit_kind``).
+
+    Backtest and live record the same kind for the same exit: a take-profit order that sells on the
+    exchange and the fill model's target fill are both ``TARGET``.
+    """
+
+    SIGNAL = "signal"  # the strategy's exit condition
+    STOP = "stop"  # the initial protective stop
+    TRAILING_STOP = "trailing_stop"  # the stop after the trailing policy moved it
+    TARGET = "target"  # the take-profit target was reached
+    RISK_LIMIT = "risk_limit"  # a loss limit closed every position
+    EMERGENCY_EXIT = "emergency_exit"  # a person's emergency exit
+    MANUAL = "manual"  # a person closed the position
+    END_OF_DATA = "end_of_data"  # the backtest's data ended with the position open
+
+    @property
+    def is_intrabar(self) -> bool:
+        """Filled inside a bar from its high/low (the exchange's stop or target), not at a bar's open."""
+        return self in (ExitKind.STOP, ExitKind.TRAILING_STOP, ExitKind.TARGET)
+
+    @property
+    def is_commanded(self) -> bool:
+        """A person decided this exit (not the engine)."""
+        return self in (ExitKind.MANUAL, ExitKind.EMERGENCY_EXIT)
+
+
 @dataclass(frozen=True)
 class Order:
     client_order_id: str
@@ -188,6 +223,16 @@ class Order:
     average_price: float | None = None
     reduce_only: bool = False
     reason: str = ""
+    kind: OrderKind | None = None
+    exit_kind: ExitKind | None = None
+
+    def labelled_like(self, ours: Order) -> Order:
+        """This order as the exchange reported it, with the bot's own labels of ``ours`` kept.
+
+        The exchange knows nothing of why an order was placed: its kind, exit kind, reason and creation
+        time are the bot's and are carried over from the stored row (``ours``).
+        """
+        return replace(self, kind=ours.kind, exit_kind=ours.exit_kind, reason=ours.reason, created_ms=ours.created_ms)
 
 
 @dataclass(frozen=True)
@@ -236,7 +281,9 @@ class ClosedTrade:
         entry_ms / exit_ms: first entry fill and last exit fill times (UTC ms).
         pnl: realised P&L in quote currency, net of ``fees``.
         fees: entry plus exit fees in quote currency.
-        reason: why the position was exited (stop, trailing_stop, signal, emergency_exit...).
+        reason: why the position was exited, for people (``signal: EMA cross down``, ``take_profit``...).
+        exit_kind: why the position was exited, as a kind (set by whoever decided the exit; the default is
+            for hand-built trades in tests and tools).
     """
 
     symbol: str
@@ -249,6 +296,7 @@ class ClosedTrade:
     pnl: float
     fees: float = 0.0
     reason: str = ""
+    exit_kind: ExitKind = ExitKind.MANUAL
 
 
 @dataclass(frozen=True)
@@ -266,9 +314,24 @@ class CircuitState(enum.StrEnum):
 
 
 class TradingState(enum.StrEnum):
-    ACTIVE = "ACTIVE"
-    REDUCING = "REDUCING"  # exits only
-    HALTED = "HALTED"
+    """Whether the decision path may open positions (stored in the store's ``trading_state`` key).
+
+    There is no separate "exits only" state: HALTED is exits only, since stops, targets and exit signals of
+    open positions keep working while halted.
+    """
+
+    ACTIVE = "ACTIVE"  # entries and exits
+    HALTED = "HALTED"  # no new entries; open positions keep their stops, targets and exits
+
+
+class EngineState(enum.StrEnum):
+    """The engine service's lifecycle (``TradingEngine.engine_state``; shown in the console's status bar)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERROR = "error"  # a worker or the store failed; the engine stops or has stopped
 
 
 @dataclass(frozen=True)
@@ -290,14 +353,3 @@ class BreakerStatus:
         if self.threshold == 0:
             return 0.0
         return (self.threshold - self.value) / abs(self.threshold)
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something that happened; names are past tense (OrderFilled, BreakerTripped)."""
-
-    kind: str
-    time_ms: int
-    message: str
-    data: dict[str, Any] = field(default_factory=dict)
-    severity: str = "info"  # info | warning | critical

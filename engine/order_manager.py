@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.decision import Decision, EntryDecision, ExitDecision, StopMoved
 from engine.errors import ExchangeCallException, OrderOutcomeUnknownException
+from engine.events import Event, OrderCancelFailed, OrderRateLimited, OrderRejected, OrderUncertain
 from engine.execution.booking import Bookkeeper
 from engine.execution.broker import Broker, OrderAck, make_client_order_id
 from engine.execution.order_resolution import Outcome
@@ -33,7 +34,7 @@ from engine.execution.protector import Protector
 from engine.execution.stop_mover import StopMover
 from engine.execution.take_profit import Targets
 from engine.fills import FillModel
-from engine.models import Event, Order, OrderStatus, OrderType, PositionSide, Side
+from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, PositionSide, Side
 from engine.strategy import PreparedSymbol
 
 if TYPE_CHECKING:
@@ -42,14 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLIENT_ID_PREFIX = "tb"
-ENTRY, EXIT, STOP = "entry", "exit", "stop"
 STOP_TYPES = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
 _P = ProtectionState
-
-
-def order_kind(order: Order) -> str:
-    """``entry``, ``exit``, ``stop`` or ``target`` from the order's stored reason (written with the intent)."""
-    return order.reason.partition(":")[0]
 
 
 class OrderManager:
@@ -95,8 +90,8 @@ class OrderManager:
     def now(self) -> int:
         return self.engine.clock.now_ms()
 
-    def emit(self, kind: str, message: str, data: dict[str, Any], severity: str = "info") -> None:
-        self.engine.emit(Event(kind, self.now(), message, data, severity))
+    def emit(self, event: Event) -> None:
+        self.engine.emit(event)
 
     async def save(self, order: Order) -> None:
         await self.store.save_order(order, updated_ms=self.now())
@@ -129,10 +124,10 @@ class OrderManager:
         now = self.now()
         if self.governor.allow(symbol, now):
             return True
-        self.emit("OrderRateLimited", f"{symbol}: {what} not sent: order rate above "
-                   f"{self.governor.per_symbol}/min per symbol or {self.governor.per_account}/min in all; "
-                   "trading halted", {"symbol": symbol, "order": what,
-                                      "sent_last_minute": self.governor.sent_in_window(now, symbol)}, "critical")
+        self.emit(OrderRateLimited(
+            time_ms=now, message=f"{symbol}: {what} not sent: order rate above {self.governor.per_symbol}/min per "
+            f"symbol or {self.governor.per_account}/min in all; trading halted",
+            symbol=symbol, order=what, sent_last_minute=self.governor.sent_in_window(now, symbol)))
         self.halt(f"order rate limit reached on {symbol}")
         return False
 
@@ -200,8 +195,8 @@ class OrderManager:
             try:
                 gone = await self.protector.cancel_resting(symbol)
             except ExchangeCallException as exc:
-                self.emit("OrderCancelFailed", f"{symbol}: could not cancel stop: {exc}", {"symbol": symbol},
-                           "critical")
+                self.emit(OrderCancelFailed(time_ms=self.now(), message=f"{symbol}: could not cancel stop: {exc}",
+                                            symbol=symbol))
                 continue
             if gone:
                 self.protection_of(symbol).enter(_P.UNPROTECTED)
@@ -214,11 +209,11 @@ class OrderManager:
         if decision.side is not PositionSide.LONG or not self.governed(symbol, "entry"):
             self.core.order_resolved(symbol)  # spot: no shorting through this broker
             return
-        cid = make_client_order_id(CLIENT_ID_PREFIX, symbol, decision.decided_ms, ENTRY)
+        cid = make_client_order_id(CLIENT_ID_PREFIX, symbol, decision.decided_ms, OrderKind.ENTRY)
         # A market entry has no price of its own: ``price`` carries the decision's take-profit target.
         intent = Order(cid, symbol, Side.BUY, OrderType.MARKET, decision.quantity, OrderStatus.INTENT, self.now(),
                        price=decision.take_profit_price, stop_price=decision.stop_price,
-                       reason=f"{ENTRY}: {decision.reason}")
+                       reason=f"{OrderKind.ENTRY}: {decision.reason}", kind=OrderKind.ENTRY)
         await self.save(intent)  # write-ahead: persisted before anything is sent
         try:
             ack = await self.broker.submit_market_order(cid, symbol, Side.BUY, decision.quantity)
@@ -246,7 +241,7 @@ class OrderManager:
             return
         protection = self.protection_of(symbol)
         self.core.pending.add(symbol)
-        protection.enter(_P.EXITING, decision.reason)
+        protection.start_exit(decision.kind, decision.reason)
         protection.new_budget()
         await self.drive_protection(symbol)
 
@@ -259,16 +254,16 @@ class OrderManager:
         if paired is not None:
             await self.save(replace(paired, status=OrderStatus.SUBMITTED))
             self.pair_intents[order.client_order_id] = replace(paired, status=OrderStatus.SUBMITTED)
-        self.emit("OrderUncertain", f"{intent.symbol}: outcome of {intent.client_order_id} unknown ({exc}); "
-                   "looking it up on every candle, never re-sending it blind",
-                   {"symbol": intent.symbol, "client_order_id": intent.client_order_id}, "warning")
+        self.emit(OrderUncertain(time_ms=self.now(), message=f"{intent.symbol}: outcome of {intent.client_order_id} "
+                                 f"unknown ({exc}); looking it up on every candle, never re-sending it blind",
+                                 symbol=intent.symbol, client_order_id=intent.client_order_id))
 
     async def _rejected(self, intent: Order, exc: ExchangeCallException) -> None:
         await self.save(replace(intent, status=OrderStatus.REJECTED))
         self.core.order_resolved(intent.symbol)
-        self.emit("OrderRejected", f"{intent.symbol}: {order_kind(intent)} refused: {exc}",
-                   {"symbol": intent.symbol, "client_order_id": intent.client_order_id, "error": type(exc).__name__},
-                   "warning")
+        self.emit(OrderRejected(time_ms=self.now(), message=f"{intent.symbol}: {intent.kind} refused: {exc}",
+                                symbol=intent.symbol, client_order_id=intent.client_order_id,
+                                error=type(exc).__name__))
 
     async def resolve_uncertain(self, symbol: str | None = None) -> None:
         """Look up every order whose outcome is unknown (of one symbol) and settle those now known."""
@@ -287,23 +282,28 @@ class OrderManager:
         """Apply what the exchange knows about ``order`` (None = proven never placed)."""
         self.uncertain.pop(order.client_order_id, None)
         paired = self.pair_intents.pop(order.client_order_id, None)
-        symbol, kind = order.symbol, order_kind(order)
+        symbol, kind = order.symbol, order.kind
         if ack is None:
             await self.save(replace(order, status=OrderStatus.REJECTED,
                                      reason=order.reason + " (never reached the exchange)"))
             if paired is not None:
                 await self.save(replace(paired, status=OrderStatus.REJECTED))
-            if kind == ENTRY:
+            if kind is OrderKind.ENTRY:
                 self.core.order_resolved(symbol)  # the decision is stale: it is not sent again
             elif symbol in self.portfolio.positions:
                 protection = self.protection_of(symbol)
-                protection.enter(_P.EXITING if kind == EXIT else _P.UNPROTECTED)
+                if kind is OrderKind.EXIT:  # the exit is still wanted, for the reason it was sent
+                    protection.start_exit(order.exit_kind or protection.exit_kind or ExitKind.MANUAL,
+                                          protection.exit_reason or order.reason.removeprefix(f"{OrderKind.EXIT}: "),
+                                          order.price)
+                else:
+                    protection.enter(_P.UNPROTECTED)
                 protection.new_budget()
                 await self.drive_protection(symbol)
             return
-        if kind == ENTRY:
+        if kind is OrderKind.ENTRY:
             await self.books.apply_entry(order, ack)
-        elif kind == EXIT:
+        elif kind is OrderKind.EXIT:
             if await self.books.apply_exit(order, ack):
                 await self.drive_protection(symbol)
         elif paired is not None:
@@ -311,8 +311,7 @@ class OrderManager:
         elif ack.status is OrderStatus.FILLED:
             await self.books.stop_filled(symbol, order, ack)
         elif not ack.status.is_terminal:
-            await self.protector.stop_resting(symbol, replace(ack.order, reason=order.reason,
-                                                              created_ms=order.created_ms))
+            await self.protector.stop_resting(symbol, ack.order.labelled_like(order))
             await self.drive_protection(symbol)  # an exit decided while the stop was unknown goes on now
         else:
             await self.save(replace(order, status=ack.status))

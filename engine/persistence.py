@@ -11,11 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.decision import DecisionCore
-from engine.models import ClosedTrade, EquityPoint, Event, Fill, Order, OrderStatus, OrderType, PositionSide
+from engine.events import (
+    BreakerEvent,
+    EmergencyExitCleared,
+    EmergencyExitCompleted,
+    EmergencyExitStarted,
+    Event,
+    RiskHaltCleared,
+    RiskLimitChanged,
+    RiskLimitEvent,
+    TradingStateChanged,
+)
+from engine.models import ClosedTrade, EquityPoint, Fill, Order, PositionSide
 from engine.portfolio import OpenPosition, Portfolio
 from engine.store import TRADING_STATE_KEY, Store
 
@@ -24,18 +35,14 @@ log = logging.getLogger(__name__)
 CORE_STATE_KEY = "decision_core"
 PORTFOLIO_STATE_KEY = "portfolio"
 ENGINE_INFO_KEY = "engine"
-BREAKER_EVENT_KINDS = frozenset(
-    {"BreakerTripped", "BreakerCoolingDown", "BreakerHalfOpened", "BreakerReset",
-     "EmergencyExitStarted", "EmergencyExitCompleted", "EmergencyExitCleared"}
-)
+BREAKER_EVENTS = (BreakerEvent, EmergencyExitStarted, EmergencyExitCompleted, EmergencyExitCleared)
+"""Events that are breaker transitions: each is kept in the store's breaker history."""
 
 STORE_DEGRADED_AFTER_FAILURES = 3
 """Consecutive failed writes after which the recorder reports the store as degraded (once per streak)."""
 
-# Events after which the decision core's state (limits, latches, trading state) is saved at once.
-CORE_STATE_EVENT_KINDS = frozenset(
-    {"TradingStateChanged", "RiskLimitBreached", "RiskLimitWarning", "RiskLimitChanged", "RiskHaltCleared"}
-)
+CORE_STATE_EVENTS = (TradingStateChanged, RiskLimitEvent, RiskLimitChanged, RiskHaltCleared)
+"""Events after which the decision core's state (limits, latches, trading state) is saved at once."""
 
 Write = Callable[[], Awaitable[Any]]
 DegradedCallback = Callable[[int, str], None]
@@ -149,14 +156,14 @@ class EngineRecorder:
 
     # --------------------------------------------------------------------------------------- events
     def on_event(self, event: Event) -> None:
-        if event.kind in BREAKER_EVENT_KINDS:
-            name = str(event.data.get("breaker") or "emergency")
+        if isinstance(event, BREAKER_EVENTS):
+            name = event.breaker if isinstance(event, BreakerEvent | EmergencyExitCleared) else "emergency"
             state = self.core.breaker.to_state()
             detail = state["breakers"].get(name) or {"emergency": state["emergency"]}
-            time_ms = event.time_ms
-            self.enqueue(lambda: self.store.record_breaker_transition(name, detail, event.kind, time_ms=time_ms),
-                         f"{event.kind} transition of {name}")
-        if event.kind in BREAKER_EVENT_KINDS or event.kind in CORE_STATE_EVENT_KINDS:
+            time_ms, kind = event.time_ms, event.kind
+            self.enqueue(lambda: self.store.record_breaker_transition(name, detail, kind, time_ms=time_ms),
+                         f"{kind} transition of {name}")
+        if isinstance(event, BREAKER_EVENTS + CORE_STATE_EVENTS):
             self.save_core_state(event.time_ms)
 
     def save_core_state(self, time_ms: int) -> QueuedWrite:
@@ -188,19 +195,18 @@ class EngineRecorder:
     def record_equity(self, point: EquityPoint) -> None:
         self.enqueue(lambda: self.store.append_equity(point), "equity point")
 
-    def record_paper_fills(self, fills: list[Fill], trades: list[ClosedTrade], portfolio: Portfolio) -> None:
-        """Simulated fills as filled market orders, their trades, then the account (one transaction)."""
+    def record_paper_fills(self, fills: list[Fill], orders: list[Order], trades: list[ClosedTrade],
+                           portfolio: Portfolio) -> None:
+        """Simulated fills with their filled market orders (``orders[i]`` filled ``fills[i]``), their trades,
+        then the account (one transaction)."""
         if not fills and not trades:
             return
         positions = {symbol: p.to_position() for symbol, p in portfolio.positions.items()}
 
         async def write() -> None:
             async with self.store.transaction():
-                for fill in fills:
-                    order = Order(fill.client_order_id, fill.symbol, fill.side, OrderType.MARKET, fill.quantity,
-                                  OrderStatus.FILLED, fill.time_ms, filled_quantity=fill.quantity,
-                                  average_price=fill.price, reason="paper")
-                    await self.store.save_order(replace(order), updated_ms=fill.time_ms)
+                for fill, order in zip(fills, orders, strict=True):
+                    await self.store.save_order(order, updated_ms=fill.time_ms)
                     await self.store.record_fill(fill, positions.get(fill.symbol))
                 for trade in trades:
                     await self.store.record_trade(trade)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.models import ClosedTrade, FloatArray, Position, PositionSide
+from engine.models import ClosedTrade, ExitKind, FloatArray, Position, PositionSide
 
 # Quantities below this are dust left by rounding, not a position.
 QUANTITY_EPSILON = 1e-12
@@ -150,7 +150,10 @@ class Portfolio:
     def update(self, position: OpenPosition) -> None:
         self.positions[position.symbol] = position
 
-    def close(self, symbol: str, price: float, fee: float, time_ms: int, reason: str) -> ClosedTrade:
+    def close(
+        self, symbol: str, price: float, fee: float, time_ms: int, reason: str, exit_kind: ExitKind
+    ) -> ClosedTrade:
+        """Close the whole position at ``price`` (quote) with the exit ``fee`` (quote); ``reason`` is for people."""
         position = self.positions.pop(symbol)
         self.cash += position.side.sign * position.quantity * price - fee
         self.fees_paid += fee
@@ -167,6 +170,7 @@ class Portfolio:
             pnl=gross - fees,
             fees=fees,
             reason=reason,
+            exit_kind=exit_kind,
         )
         self.realized_pnl += trade.pnl
         self.closed_trades.append(trade)

@@ -23,9 +23,7 @@ from engine.execution.booking import BALANCE_TOLERANCE
 from engine.execution.broker import OrderAck, pair_client_ids
 from engine.execution.order_resolution import Outcome, Resolution
 from engine.execution.protection import ProtectionState
-from engine.execution.take_profit import TARGET
-from engine.models import Order, OrderStatus
-from engine.order_manager import ENTRY, EXIT, STOP, order_kind
+from engine.models import ExitKind, Order, OrderKind, OrderStatus
 
 if TYPE_CHECKING:
     from engine.order_manager import OrderManager
@@ -36,36 +34,36 @@ log = logging.getLogger(__name__)
 async def _resolve_stored_orders(manager: OrderManager, repairs: list[str]) -> None:
     engine = manager.engine
     stored = [order for order in await manager.store.open_orders() if order.symbol in engine.symbols]
-    targets = {order.client_order_id: order for order in stored if order_kind(order) == TARGET}
+    targets = {order.client_order_id: order for order in stored if order.kind is OrderKind.TAKE_PROFIT}
     for order in stored:
-        cid, kind = order.client_order_id, order_kind(order)
-        if kind == TARGET:
+        cid, kind = order.client_order_id, order.kind
+        if kind is OrderKind.TAKE_PROFIT:
             continue  # settled with its stop (or, left over, below)
         paired = None
-        if kind == STOP:
+        if kind is OrderKind.STOP:
             target_id = pair_client_ids(cid)[1]
             paired = targets.pop(target_id, None) or await manager.store.get_order(target_id)
         resolution = await _resolve(manager, order, kind, repairs)
         if resolution is None or resolution.outcome is Outcome.UNKNOWN:
-            if kind in (ENTRY, EXIT):
+            if kind in (OrderKind.ENTRY, OrderKind.EXIT):
                 manager.core.pending.add(order.symbol)
             manager.uncertain[cid] = replace(order, status=OrderStatus.SUBMITTED)
             if paired is not None:
                 manager.pair_intents[cid] = paired
             continue
-        if kind in (ENTRY, EXIT):
+        if kind in (OrderKind.ENTRY, OrderKind.EXIT):
             manager.core.pending.add(order.symbol)
         if resolution.outcome is Outcome.ABSENT:
             repairs.append(f"{cid}: {kind} never reached the exchange; dropped"
-                           + (" (the decision is stale)" if kind == ENTRY else ""))
+                           + (" (the decision is stale)" if kind is OrderKind.ENTRY else ""))
         else:
             assert resolution.ack is not None
             state = "filled" if resolution.ack.filled_quantity > 0 else resolution.ack.status.value
             repairs.append(f"{cid}: {kind}{' (with its target)' if paired else ''} found on the exchange ({state}); "
                            "booked")
-        if kind == STOP and paired is not None:
+        if kind is OrderKind.STOP and paired is not None:
             await _settle_stored_pair(manager, order, paired, resolution.ack, repairs)
-        elif kind == STOP:
+        elif kind is OrderKind.STOP:
             await _settle_stored_stop(manager, order, resolution.ack)
         else:
             await manager.settle(order, resolution.ack)
@@ -73,7 +71,9 @@ async def _resolve_stored_orders(manager: OrderManager, repairs: list[str]) -> N
         await _settle_stored_target(manager, target, repairs)
 
 
-async def _resolve(manager: OrderManager, order: Order, kind: str, repairs: list[str]) -> Resolution | None:
+async def _resolve(
+    manager: OrderManager, order: Order, kind: OrderKind | None, repairs: list[str]
+) -> Resolution | None:
     """The stored order looked up by client id (None: markets not loadable, nothing is known)."""
     cid = order.client_order_id
     try:
@@ -108,7 +108,7 @@ async def _settle_stored_pair(
 
 
 async def _settle_stored_target(manager: OrderManager, target: Order, repairs: list[str]) -> None:
-    resolution = await _resolve(manager, target, TARGET, repairs)
+    resolution = await _resolve(manager, target, OrderKind.TAKE_PROFIT, repairs)
     if resolution is None or resolution.outcome is Outcome.UNKNOWN:
         return
     if resolution.ack is None:
@@ -117,7 +117,7 @@ async def _settle_stored_target(manager: OrderManager, target: Order, repairs: l
         repairs.append(f"{target.client_order_id}: take-profit found filled; booked")
         await manager.books.target_filled(target.symbol, target, resolution.ack)
     else:
-        await manager.save(replace(resolution.ack.order, reason=target.reason, created_ms=target.created_ms))
+        await manager.save(resolution.ack.order.labelled_like(target))
 
 
 async def _settle_stored_stop(manager: OrderManager, order: Order, ack: OrderAck | None) -> None:
@@ -127,7 +127,7 @@ async def _settle_stored_stop(manager: OrderManager, order: Order, ack: OrderAck
     elif ack.status is OrderStatus.FILLED:
         await manager.books.stop_filled(order.symbol, order, ack)
     elif not ack.status.is_terminal:
-        manager.stops[order.symbol] = replace(ack.order, reason=order.reason, created_ms=order.created_ms)
+        manager.stops[order.symbol] = ack.order.labelled_like(order)
         await manager.save(manager.stops[order.symbol])
     else:
         await manager.save(replace(order, status=ack.status))
@@ -152,7 +152,9 @@ async def reconcile(manager: OrderManager) -> list[str]:
             if kept < max(limits.lot_step, limits.min_qty) or kept * position.last_price < limits.min_notional:
                 repairs.append(f"{symbol}: exchange holds {held:g} {base}, books had {position.quantity:g}; "
                                "position closed in the books at its stop")
-                trade = portfolio.close(symbol, position.stop_price, 0.0, manager.now(), "reconciled: not held")
+                # Not the engine's decision: sold outside the bot, or by its stop while the bot was down.
+                trade = portfolio.close(symbol, position.stop_price, 0.0, manager.now(), "reconciled: not held",
+                                        ExitKind.MANUAL)
                 manager.protection.pop(symbol, None)
                 manager.engine.emit_all(manager.core.on_trade_closed(trade, manager.now()).events)
                 await store.record_trade(trade)

@@ -16,8 +16,9 @@ from typing import Any
 
 from engine.config import RiskConfig
 from engine.errors import RiskManagementException
+from engine.events import Event
 from engine.limits import AccountLimits, LimitCheck, RiskAction
-from engine.models import Event, MarketLimits, PositionSide
+from engine.models import MarketLimits, PositionSide
 from engine.precision import LIMIT_REL_EPS, STEP_EPS, ceil_to_step, floor_to_step, reaches
 from engine.trailing import TrailingPolicy, TrailingUpdate, trailing_policy_from_config, update_trailing_stop
 

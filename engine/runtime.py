@@ -32,10 +32,11 @@ from engine.data.replay_feed import DEFAULT_WARMUP_BARS
 from engine.decision import Decision, DecisionCore
 from engine.drift_watch import DriftWatch
 from engine.errors import ConfigException, EngineAlreadyRunningException, EngineFailedException
+from engine.events import CommandFailed, Event, Severity
 from engine.execution.broker import Broker
 from engine.health import DEFAULT_HEALTH_INTERVAL_S, SystemHealthMonitor
 from engine.instance_lock import EngineLock
-from engine.models import Candles, EquityPoint, Event
+from engine.models import Candles, EngineState, EquityPoint
 from engine.persistence import EngineRecorder
 from engine.portfolio import Portfolio
 from engine.remote_control import build_risk_gate, start_notifier
@@ -144,7 +145,7 @@ class TradingEngine:
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.guard = WorkerGuard(self.emit, self.clock.now_ms, settings_secrets(settings))  # failing tasks
         self.candles_processed = 0
-        self.engine_state = "starting"
+        self.engine_state = EngineState.STARTING
         self.feed_healthy = True
         self.feed_status: tuple[FeedStatus, ...] = ()  # per symbol, set by the live feed (engine.startup)
         self.replay_done = asyncio.Event()
@@ -199,7 +200,8 @@ class TradingEngine:
         self.recent_events.append(event)
         if self.recorder is not None:
             self.recorder.on_event(event)
-        log.log(logging.WARNING if event.severity != "info" else logging.INFO, "%s: %s", event.kind, event.message)
+        level = logging.INFO if event.severity is Severity.INFO else logging.WARNING
+        log.log(level, "%s: %s", event.kind, event.message)
         self.bus.publish_event(event)
         self._dirty.set()
 
@@ -225,7 +227,7 @@ class TradingEngine:
             self.risk_gate = build_risk_gate(self, audit)
             self._handler = CommandHandler(self.core, self.execution, self.emit, audit, self.risk_gate)
             self.notifier = await start_notifier(self)  # before the first publish; never raises
-            self.engine_state = "running"
+            self.engine_state = EngineState.RUNNING
             self.started.set()
             self.publish_snapshot()
             tasks = [
@@ -240,15 +242,15 @@ class TradingEngine:
             tasks.append(feed_task)
             failed = await wait_for_failure(self._stop, tasks[:-1], feed_task)
             if failed is not None:  # a critical alert, a clean shutdown, then EngineFailedException
-                failure, self.engine_state = self.guard.engine_failed(failed), "error"
+                failure, self.engine_state = self.guard.engine_failed(failed), EngineState.ERROR
                 self.pause_candles()  # no new decisions while the alert goes out
                 await wait_for_notifier(self.notifier)
         except EngineAlreadyRunningException as exc:  # refused at start-up: one line, no traceback
-            self.engine_state = "error"
+            self.engine_state = EngineState.ERROR
             log.error("%s", exc)
             raise
         except Exception:
-            self.engine_state = "error"
+            self.engine_state = EngineState.ERROR
             log.exception("engine failed to start")
             raise
         finally:
@@ -316,8 +318,8 @@ class TradingEngine:
         assert self.recorder is not None and self.execution is not None
         take_records = getattr(self.execution, "take_records", None)
         if take_records is not None:
-            fills, trades = take_records()
-            self.recorder.record_paper_fills(fills, trades, self.portfolio)
+            fills, orders, trades = take_records()
+            self.recorder.record_paper_fills(fills, orders, trades, self.portfolio)
         await self._advance_emergency_exit(now_ms)
         if now_ms > self._last_equity_ms:
             self._last_equity_ms = now_ms
@@ -355,8 +357,9 @@ class TradingEngine:
                 self.publish_snapshot()
             except Exception:
                 log.exception("command %s failed", type(command).__name__)
-                self.emit(Event("CommandFailed", self.clock.now_ms(), f"{type(command).__name__} failed; see log",
-                                {"command": type(command).__name__, "source": command.source}, "critical"))
+                name = type(command).__name__
+                self.emit(CommandFailed(time_ms=self.clock.now_ms(), message=f"{name} failed; see log", command=name,
+                                        source=command.source))
             finally:
                 self._commands.task_done()
                 if self._commands.empty():

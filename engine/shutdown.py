@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import StoreException
+from engine.models import EngineState
 from engine.remote_control import stop_notifier
 
 if TYPE_CHECKING:
@@ -25,12 +26,12 @@ async def shutdown_engine(engine: TradingEngine, tasks: list[asyncio.Task[Any]])
 
     Raises:
         StoreException: the final state could not be saved (a failed write or a flush timeout; logged
-            at CRITICAL naming what was lost, ``engine_state`` is ``"error"``). Not raised when the engine
+            at CRITICAL naming what was lost, ``engine_state`` is ``ERROR``). Not raised when the engine
             had already failed: that error is the one ``run`` reports.
     """
-    failed_before = engine.engine_state == "error"
-    if engine.engine_state != "error":
-        engine.engine_state = "stopping"
+    failed_before = engine.engine_state is EngineState.ERROR
+    if engine.engine_state is not EngineState.ERROR:
+        engine.engine_state = EngineState.STOPPING
     engine.publish_snapshot()
     # Stop producers first; the store writer finishes what is queued (a write cut off by cancellation
     # is rolled back, so it would be lost).
@@ -62,7 +63,7 @@ async def shutdown_engine(engine: TradingEngine, tasks: list[asyncio.Task[Any]])
                 unsaved.append(f"{write.what} (not written)")
     shutdown_error: StoreException | None = None
     if unsaved:
-        engine.engine_state = "error"
+        engine.engine_state = EngineState.ERROR
         shutdown_error = StoreException(f"{engine.database_path}: final state NOT saved at shutdown: "
                                         + "; ".join(unsaved))
         log.critical("%s", shutdown_error)
@@ -73,8 +74,8 @@ async def shutdown_engine(engine: TradingEngine, tasks: list[asyncio.Task[Any]])
     if engine.store is not None:
         with contextlib.suppress(Exception):
             await engine.store.close()
-    if engine.engine_state != "error":
-        engine.engine_state = "stopped"
+    if engine.engine_state is not EngineState.ERROR:
+        engine.engine_state = EngineState.STOPPED
     engine.publish_snapshot()
     log.info("engine %s", engine.engine_state)
     if engine.instance_lock is not None:  # last: nothing of this engine touches the database any more

@@ -20,11 +20,23 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.decision import DecisionCore, EntryDecision, ExitDecision, Outcome
+from engine.events import Event, OrderRejected, PositionClosed, PositionOpened, Severity
 from engine.fills import FillModel
-from engine.models import ClosedTrade, Event, Fill, FloatArray, PositionSide, Side
+from engine.models import (
+    ClosedTrade,
+    ExitKind,
+    Fill,
+    FloatArray,
+    Order,
+    OrderKind,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    Side,
+)
 from engine.portfolio import QUANTITY_EPSILON
 from engine.quiet_runs import MAX, MIN, NO_BARS, QuietArrays
 from engine.risk import SizeBound
@@ -37,19 +49,25 @@ class TradeRecord:
     """A closed trade with how its exit was simulated.
 
     Attributes:
-        exit_kind: ``signal``, ``stop``, ``trailing_stop``, ``target``, ``risk_limit``, ``emergency_exit``,
-            ``manual`` or ``end_of_data``.
+        exit_kind: why the trade was exited; always ``trade.exit_kind`` (a record built with another kind
+            takes this one into its trade).
         stop_and_target_in_one_bar: the exit bar reached both the stop and the target; the stop was assumed.
         size_bound: which sizing rule decided the entry's quantity (the risk budget or a cap).
         volume_effect: the entry bar's ``engine.volume_rules`` code (which volume rules downsized it).
     """
 
     trade: ClosedTrade
-    exit_kind: str
+    exit_kind: ExitKind
     stop_and_target_in_one_bar: bool = False
     entry_reason: str = ""
     size_bound: SizeBound = SizeBound.RISK
     volume_effect: int = 0
+
+    def __post_init__(self) -> None:
+        kind = ExitKind(self.exit_kind)
+        object.__setattr__(self, "exit_kind", kind)
+        if self.trade.exit_kind is not kind:
+            object.__setattr__(self, "trade", replace(self.trade, exit_kind=kind))
 
 
 @dataclass
@@ -59,21 +77,10 @@ class SimulationLog:
 
     trades: list[TradeRecord] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)  # the filled market order of each fill, with its kind
     events: list[Event] = field(default_factory=list)
     event_counts: Counter[str] = field(default_factory=Counter)
     rejected_orders: int = 0
-
-
-def _exit_kind(reason: str) -> str:
-    for prefix, kind in (
-        ("signal", "signal"),
-        ("risk limit", "risk_limit"),
-        ("emergency exit", "emergency_exit"),
-        ("end of data", "end_of_data"),
-    ):
-        if reason.startswith(prefix):
-            return kind
-    return "manual"
 
 
 class SimulatedAccount:
@@ -292,7 +299,7 @@ class SimulatedAccount:
                 position = self.core.portfolio.positions.get(symbol)
                 if position is not None:
                     price = self.fill_model.market_price(position.side.exit_side, open_price)
-                    traded |= self._close(symbol, price, time_ms, order.reason, False)
+                    traded |= self._close(symbol, price, time_ms, order.kind, order.reason, False)
         return traded
 
     def _fill_entry(self, order: EntryDecision, open_price: float, time_ms: int) -> bool:
@@ -305,8 +312,8 @@ class SimulatedAccount:
         if order.side.entry_side is Side.BUY and order.quantity * price + fee > portfolio.available_balance():
             # The open gapped up past what cash can pay: a real exchange rejects the order.
             self.log.rejected_orders += 1
-            self._emit([Event("OrderRejected", time_ms, f"{order.symbol}: insufficient balance at the open",
-                              {"symbol": order.symbol}, "warning")])
+            self._emit([OrderRejected(time_ms=time_ms, message=f"{order.symbol}: insufficient balance at the open",
+                                      symbol=order.symbol)])
             return False
         position = portfolio.open(
             order.symbol, order.side, order.quantity, price, fee, time_ms, order.stop_price, order.take_profit_price
@@ -314,16 +321,17 @@ class SimulatedAccount:
         self._entry_reasons[order.symbol] = order.reason
         self._entry_sizing[order.symbol] = (order.size_bound, order.volume_effect)
         if self._keep_fills:
-            self.log.fills.append(Fill(f"sim-{order.symbol}-{time_ms}-in", order.symbol, order.side.entry_side,
-                                       order.quantity, price, fee, time_ms))
+            self._log_fill(Fill(f"sim-{order.symbol}-{time_ms}-in", order.symbol, order.side.entry_side,
+                                order.quantity, price, fee, time_ms), OrderKind.ENTRY, None)
         if not self._builds_events:
-            self.log.event_counts["PositionOpened"] += 1
+            self.log.event_counts[PositionOpened.__name__] += 1
             return True
-        self._emit([Event(
-            "PositionOpened", time_ms,
-            f"{order.symbol} {position.side.value} {order.quantity:g} @ {price:.8g} (stop {order.stop_price:.8g})",
-            {"symbol": order.symbol, "side": position.side.value, "qty": order.quantity, "price": price,
-             "stop": order.stop_price, "target": order.take_profit_price, "reason": order.reason},
+        self._emit([PositionOpened(
+            time_ms=time_ms,
+            message=f"{order.symbol} {position.side.value} {order.quantity:g} @ {price:.8g} "
+            f"(stop {order.stop_price:.8g})",
+            symbol=order.symbol, side=position.side, qty=order.quantity, price=price, stop=order.stop_price,
+            target=order.take_profit_price, reason=order.reason,
         )])
         return True
 
@@ -336,42 +344,46 @@ class SimulatedAccount:
                 position.side, position.take_profit_price, bar_open, bar_high, bar_low
             )
         if stop_at is not None:
-            kind = "trailing_stop" if position.trailing_active else "stop"
+            kind = ExitKind.TRAILING_STOP if position.trailing_active else ExitKind.STOP
             price = self.fill_model.market_price(position.side.exit_side, stop_at)
-            return self._close(symbol, price, time_ms, kind, target_at is not None)
+            return self._close(symbol, price, time_ms, kind, kind.value, target_at is not None)
         if target_at is not None:
-            return self._close(symbol, target_at, time_ms, "target", False)
+            return self._close(symbol, target_at, time_ms, ExitKind.TARGET, ExitKind.TARGET.value, False)
         return False
 
-    def _close(self, symbol: str, price: float, time_ms: int, reason: str, ambiguous: bool) -> bool:
+    def _log_fill(self, fill: Fill, kind: OrderKind, exit_kind: ExitKind | None) -> None:
+        self.log.fills.append(fill)
+        self.log.orders.append(Order(fill.client_order_id, fill.symbol, fill.side, OrderType.MARKET, fill.quantity,
+                                     OrderStatus.FILLED, fill.time_ms, filled_quantity=fill.quantity,
+                                     average_price=fill.price, reason="paper", kind=kind, exit_kind=exit_kind))
+
+    def _close(self, symbol: str, price: float, time_ms: int, kind: ExitKind, reason: str, ambiguous: bool) -> bool:
         portfolio = self.core.portfolio
         position = portfolio.positions.get(symbol)
         if position is None or position.quantity <= QUANTITY_EPSILON:
             return False
         fee = self.fill_model.commission(position.quantity, price)
-        trade = portfolio.close(symbol, price, fee, time_ms, reason)
-        kind = reason if reason in ("stop", "trailing_stop", "target") else _exit_kind(reason)
+        trade = portfolio.close(symbol, price, fee, time_ms, reason, kind)
         self.log.trades.append(TradeRecord(trade, kind, ambiguous, self._entry_reasons.pop(symbol, ""),
                                            *self._entry_sizing.pop(symbol, (SizeBound.RISK, 0))))
         if self._keep_fills:
-            self.log.fills.append(Fill(f"sim-{symbol}-{time_ms}-out", symbol, position.side.exit_side,
-                                       position.quantity, price, fee, time_ms))
+            self._log_fill(Fill(f"sim-{symbol}-{time_ms}-out", symbol, position.side.exit_side,
+                                position.quantity, price, fee, time_ms), OrderKind.EXIT, kind)
         if not self._builds_events:
-            self.log.event_counts["PositionClosed"] += 1
+            self.log.event_counts[PositionClosed.__name__] += 1
         else:
-            self._emit([Event(
-                "PositionClosed", time_ms,
-                f"{symbol} {position.side.value} closed @ {price:.8g} ({kind}) pnl {trade.pnl:+.2f}",
-                {"symbol": symbol, "side": position.side.value, "qty": position.quantity,
-                 "entry": position.entry_price, "exit": price, "pnl": trade.pnl, "reason": kind,
-                 "stop_and_target_in_one_bar": ambiguous},
-                "info" if trade.pnl >= 0 else "warning",
+            self._emit([PositionClosed(
+                time_ms=time_ms,
+                message=f"{symbol} {position.side.value} closed @ {price:.8g} ({kind}) pnl {trade.pnl:+.2f}",
+                severity=Severity.INFO if trade.pnl >= 0 else Severity.WARNING,
+                symbol=symbol, side=position.side, qty=position.quantity, entry=position.entry_price, exit=price,
+                pnl=trade.pnl, exit_kind=kind, reason=reason, stop_and_target_in_one_bar=ambiguous,
             )])
         self._emit(self.core.on_trade_closed(trade, time_ms, self._bar_close_ms).events)
         return True
 
-    def close_all_at(self, prices: dict[str, float], time_ms: int, reason: str = "end of data") -> None:
-        """Close every open position at the given prices (minus slippage): e.g. at the end of a backtest.
+    def close_all_at(self, prices: dict[str, float], time_ms: int) -> None:
+        """Close every open position at the given prices (minus slippage) at the end of a backtest's data.
 
         ``time_ms`` is a bar close (the last one): the exits count in that bar's trading day.
         """
@@ -379,6 +391,6 @@ class SimulatedAccount:
         for symbol in sorted(self.core.portfolio.positions):
             position = self.core.portfolio.positions[symbol]
             price = self.fill_model.market_price(position.side.exit_side, prices[symbol])
-            self._close(symbol, price, time_ms, reason, False)
+            self._close(symbol, price, time_ms, ExitKind.END_OF_DATA, "end of data", False)
         self._pending.clear()
         self.core.pending.clear()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.models import BreakerStatus, Event, Position, TradingState
+from engine.events import Event
+from engine.models import BreakerStatus, EngineState, Position, TradingState
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class EngineSnapshot:
     symbols: tuple[SymbolView, ...] = ()
     equity_history: tuple[float, ...] = ()
     recent_events: tuple[Event, ...] = field(default=())
-    engine_state: str = "running"  # starting | running | stopping | stopped | error
+    engine_state: EngineState = EngineState.RUNNING
     failed_symbols: tuple[str, ...] = ()  # symbols whose worker failed: they no longer trade (engine.worker_guard)
     feed_status: tuple[FeedStatus, ...] = ()  # per symbol, live feed only; feed_healthy = every one OK
 

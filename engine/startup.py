@@ -18,12 +18,13 @@ from engine.data.live_history import load_live_history
 from engine.data.live_validation import CandleValidator, FeedHealth
 from engine.data.replay_feed import ReplayFeed, load_replay_series
 from engine.errors import ExchangeCallException, ExchangeUnavailableException
+from engine.events import CandleQuarantined, FeedRecovered, FeedStale, Severity, StoreDegraded
 from engine.execution.order_resolution import ResolutionPolicy
 from engine.execution.paper_broker import PaperExecution
 from engine.execution.retry import RetryPolicy
 from engine.fills import FillModel
 from engine.instance_lock import LOCK_STATE_KEY, EngineLock
-from engine.models import Candles, Event
+from engine.models import Candles
 from engine.persistence import ENGINE_INFO_KEY, EngineRecorder
 from engine.recovery import restore_engine_state
 from engine.snapshot import FEED_OK, FEED_STALE
@@ -96,17 +97,18 @@ class LiveFeedRunner:
         health.check_stale(now_ms)
         for before, after, quarantine in health.take_changes():
             if quarantine is not None:
-                engine.emit(Event("CandleQuarantined", now_ms, quarantine.message, {
-                    "symbol": quarantine.symbol, "timeframe": quarantine.timeframe,
-                    "open_time_ms": quarantine.open_time_ms, "rule": quarantine.rule, "detail": quarantine.detail,
-                }, "critical"))
+                engine.emit(CandleQuarantined(
+                    time_ms=now_ms, message=quarantine.message, symbol=quarantine.symbol,
+                    timeframe=quarantine.timeframe, open_time_ms=quarantine.open_time_ms, rule=quarantine.rule,
+                    detail=quarantine.detail,
+                ))
             elif after.state == FEED_STALE:
-                engine.emit(Event("FeedStale", now_ms, f"{after.symbol} feed STALE: {after.reason}; no entries on "
-                                  "it until a new candle arrives", {"symbol": after.symbol, "reason": after.reason},
-                                  "critical"))
+                engine.emit(FeedStale(time_ms=now_ms, message=f"{after.symbol} feed STALE: {after.reason}; no "
+                                      "entries on it until a new candle arrives", symbol=after.symbol,
+                                      reason=after.reason))
             elif after.state == FEED_OK:
-                engine.emit(Event("FeedRecovered", now_ms, f"{after.symbol} feed OK again (was {before.state})",
-                                  {"symbol": after.symbol, "was": before.state}))
+                engine.emit(FeedRecovered(time_ms=now_ms, message=f"{after.symbol} feed OK again (was {before.state})",
+                                          symbol=after.symbol, was=before.state))
         engine.feed_status = health.statuses()
         engine.feed_healthy = health.all_ok and not self._feed.behind
 
@@ -137,9 +139,9 @@ def _store_degraded_callback(engine: TradingEngine) -> Callable[[int, str], None
 
     def on_degraded(failures: int, error: str) -> None:
         now_ms = engine.clock.now_ms()
-        engine.emit(Event(
-            "StoreDegraded", now_ms, f"{failures} store writes in a row failed; state is not being saved: {error}",
-            {"failures": failures, "error": error}, "critical",
+        engine.emit(StoreDegraded(
+            time_ms=now_ms, message=f"{failures} store writes in a row failed; state is not being saved: {error}",
+            failures=failures, error=error,
         ))
         update = engine.core.breaker.trip_system(f"store writes failing ({failures} in a row)", now_ms)
         engine.emit_all(update.events)
@@ -158,9 +160,10 @@ async def _fetch_history(engine: TradingEngine, client: Any, symbol: str, plan: 
                                    align_ms=plan.align_ms, now_ms=engine.clock.now_ms(),
                                    policy=retry_policy(engine), validator=validator)
     for quarantine in load.quarantined:
-        engine.emit(Event("CandleQuarantined", engine.clock.now_ms(), quarantine.message + " (warm-up)", {
-            "symbol": symbol, "timeframe": quarantine.timeframe, "open_time_ms": quarantine.open_time_ms,
-            "rule": quarantine.rule, "detail": quarantine.detail}, "warning"))
+        engine.emit(CandleQuarantined(
+            time_ms=engine.clock.now_ms(), message=quarantine.message + " (warm-up)", severity=Severity.WARNING,
+            symbol=symbol, timeframe=quarantine.timeframe, open_time_ms=quarantine.open_time_ms,
+            rule=quarantine.rule, detail=quarantine.detail))
     return load.candles
 
 

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineFailedException
-from engine.models import Event
+from engine.events import EngineFailed, Event, SystemError
 from engine.security.redaction import SecretRedactor
 
 if TYPE_CHECKING:
@@ -111,12 +111,11 @@ class WorkerGuard:
         self.failed[symbol] = text
         log.error("%s: candle processing failed; %s stops trading, the other symbols go on", task_name, symbol,
                   exc_info=error)
-        event = Event(
-            "SystemError", self._now_ms(),
-            f"{symbol} stopped trading: {text}. The other symbols go on; an open {symbol} position keeps "
+        event = SystemError(
+            time_ms=self._now_ms(),
+            message=f"{symbol} stopped trading: {text}. The other symbols go on; an open {symbol} position keeps "
             f"its stop. Restart the engine to trade {symbol} again.",
-            {"symbol": symbol, "error": text, "task": task_name, "component": task_name},
-            "critical",
+            symbol=symbol, error=text, task=task_name, component=task_name,
         )
         self._emit(event)
         return event
@@ -131,12 +130,11 @@ class WorkerGuard:
         else:
             text = "was cancelled" if task.cancelled() else "ended unexpectedly"
         log.error("engine task %s failed: the engine stops", name, exc_info=error)
-        self._emit(Event(
-            "EngineFailed", self._now_ms(),
-            f"Engine stopping: its {name} task failed: {text}. Open positions are left with their stops; "
+        self._emit(EngineFailed(
+            time_ms=self._now_ms(),
+            message=f"Engine stopping: its {name} task failed: {text}. Open positions are left with their stops; "
             "the process exits with an error.",
-            {"task": name, "error": text},
-            "critical",
+            task=name, error=text,
         ))
         return EngineFailedException(name, text)
 

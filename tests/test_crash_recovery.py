@@ -144,19 +144,19 @@ async def test_kill_between_intent_and_ack_then_restart_neither_duplicates_nor_l
     await rig.until(lambda: len(rig.orders("BUY", "MARKET")) == 1, "the entry order at the exchange")
     rig.kill()
     await rig.wait_exit()
-    intents = rig.query("SELECT client_order_id, status FROM orders WHERE reason LIKE 'entry%'")
+    intents = rig.query("SELECT client_order_id, status FROM orders WHERE kind = 'entry'")
     assert [status for _, status in intents] == ["intent"], "the intent is written before the order is sent"
 
     await rig.start()
     await rig.until(lambda: len(rig.orders("SELL", "STOP_LOSS")) == 1, "the protective stop after restart")
-    await rig.until(lambda: rig.query("SELECT status FROM orders WHERE reason LIKE 'stop%' AND status = 'open'")
+    await rig.until(lambda: rig.query("SELECT status FROM orders WHERE kind = 'stop' AND status = 'open'")
                     != [], "the stop persisted")
     buys = rig.orders("BUY", "MARKET")
     assert len(buys) == 1 and buys[0].client_order_id == intents[0][0]
     positions = rig.query("SELECT symbol, quantity FROM positions")
     held = fake.exchange.free("BTC") + fake.exchange.locked("BTC")
     assert positions == [("BTC/USDT", pytest.approx(float(held)))]
-    assert rig.query("SELECT status FROM orders WHERE reason LIKE 'entry%'") == [("filled",)]
+    assert rig.query("SELECT status FROM orders WHERE kind = 'entry'") == [("filled",)]
 
     # A second crash in the steady state changes nothing at the exchange.
     rig.kill()

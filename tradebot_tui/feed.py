@@ -14,7 +14,7 @@ from collections.abc import Callable
 from textual.message import Message
 
 from engine.bus import Subscription
-from engine.models import Event
+from engine.events import Event
 from engine.snapshot import EngineSnapshot
 
 IDLE_POLL_S = 0.5  # how often events are checked for when no snapshot arrives

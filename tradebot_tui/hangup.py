@@ -20,17 +20,28 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from engine.models import Event
+from engine.events import Event, Severity
 
 if TYPE_CHECKING:
     from tradebot_tui.app import TradebotApp
 
 logger = logging.getLogger(__name__)
 
-DISCONNECTED_KIND = "ConsoleDisconnected"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleDisconnected(Event):
+    """The console's terminal was lost (SIGHUP); the engine goes on. ``pid``: the console's process."""
+
+    pid: int
+    severity: Severity = Severity.CRITICAL
+
+
+DISCONNECTED_KIND = ConsoleDisconnected.__name__
 
 
 class TerminalLossGuard:
@@ -85,7 +96,7 @@ class TerminalLossGuard:
         )
         logger.critical(message)
         if self.app.engine is not None:
-            event = Event(DISCONNECTED_KIND, int(time.time() * 1000), message, {"pid": os.getpid()}, "critical")
+            event = ConsoleDisconnected(time_ms=int(time.time() * 1000), message=message, pid=os.getpid())
             self.app.engine.bus.publish_event(event)
 
     def handle_hangup(self) -> None:

@@ -171,7 +171,7 @@ def _trades_table(result: BacktestResult) -> str:
             f"<tr><td>{html.escape(t.symbol)}</td><td>{t.side.value}</td><td>{iso(t.entry_ms)}</td>"
             f"<td>{iso(t.exit_ms)}</td><td>{t.quantity:g}</td><td>{t.entry_price:,.6g}</td>"
             f"<td>{t.exit_price:,.6g}</td><td>{t.fees:,.2f}</td><td>{t.pnl:+,.2f}</td>"
-            f"<td>{html.escape(record.exit_kind)}{flag}</td></tr>"
+            f"<td>{html.escape(record.exit_kind.value)}{flag}</td></tr>"
         )
     more = len(result.trades) - MAX_TRADE_ROWS
     note = f"<p>{more} more trades not shown (see trades.csv).</p>" if more > 0 else ""

@@ -67,7 +67,7 @@ def trade_row(record: TradeRecord) -> dict[str, Any]:
         "exit_price": trade.exit_price,
         "fees": trade.fees,
         "pnl": trade.pnl,
-        "exit_kind": record.exit_kind,
+        "exit_kind": record.exit_kind.value,
         "stop_and_target_in_one_bar": record.stop_and_target_in_one_bar,
         "size_bound": record.size_bound.value,
     }

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from engine.events import OrderFilled, PositionClosed, PositionOpened, PositionReduced, Severity
 from engine.execution.broker import OrderAck
 from engine.execution.protection import ProtectionState
-from engine.models import Fill, MarketLimits, Order, OrderStatus, PositionSide
+from engine.models import ExitKind, Fill, MarketLimits, Order, OrderStatus, PositionSide
 from engine.portfolio import QUANTITY_EPSILON
 from engine.precision import floor_to_step
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from engine.order_manager import OrderManager
 
 TAKE_PROFIT = "take_profit"
-"""The exit reason of a position closed at its target (the backtest's exit kind ``target``)."""
+"""The exit reason (for people) of a position closed at its target: exit kind ``ExitKind.TARGET``."""
 
 BALANCE_TOLERANCE = 1e-9
 """Base quantities closer than this (base units) are equal: Binance prints 8 decimals, floats add ~1e-16."""
@@ -101,8 +102,7 @@ class Bookkeeper:
         The intent's ``stop_price`` is the decision's stop, its ``price`` the decision's take-profit target.
         """
         m, symbol = self.m, intent.symbol
-        order = replace(ack.order, reason=intent.reason, stop_price=intent.stop_price, price=intent.price,
-                        created_ms=intent.created_ms)
+        order = replace(ack.order.labelled_like(intent), stop_price=intent.stop_price, price=intent.price)
         m.uncertain.pop(intent.client_order_id, None)
         if ack.filled_quantity <= QUANTITY_EPSILON:
             await m.save(replace(order, status=OrderStatus.REJECTED if ack.status.is_terminal else order.status))
@@ -119,27 +119,29 @@ class Bookkeeper:
         await self.record_fills(order, ack.fills, position.to_position(), None)
         m.core.order_resolved(symbol)
         m.save_portfolio()
-        m.emit("PositionOpened", f"{symbol} long {booked.quantity:g} @ {booked.price:.8g} (stop {stop_price:.8g}"
-               + ("" if intent.price is None else f", target {intent.price:.8g}") + ")",
-               {"symbol": symbol, "side": "long", "qty": booked.quantity, "filled": ack.filled_quantity,
-                "price": booked.price, "stop": stop_price, "target": intent.price,
-                "client_order_id": order.client_order_id, "recovered": ack.recovered,
-                "fills_known": booked.fills_known})
+        m.emit(PositionOpened(
+            time_ms=m.now(), message=f"{symbol} long {booked.quantity:g} @ {booked.price:.8g} (stop {stop_price:.8g}"
+            + ("" if intent.price is None else f", target {intent.price:.8g}") + ")",
+            symbol=symbol, side=PositionSide.LONG, qty=booked.quantity, filled=ack.filled_quantity,
+            price=booked.price, stop=stop_price, target=intent.price, client_order_id=order.client_order_id,
+            recovered=ack.recovered, fills_known=booked.fills_known))
         protection = m.protection_of(symbol)
-        protection.enter(ProtectionState.UNPROTECTED, "")
+        protection.enter(ProtectionState.UNPROTECTED)
         protection.new_budget()
         await m.drive_protection(symbol)
 
     async def apply_exit(self, intent: Order, ack: OrderAck) -> bool:
         """Book a sell; True if part of the position is still held (it needs its stop)."""
         self.m.uncertain.pop(intent.client_order_id, None)
-        order = replace(ack.order, reason=intent.reason, price=intent.price, created_ms=intent.created_ms)
+        order = replace(ack.order.labelled_like(intent), price=intent.price)
         if ack.filled_quantity <= QUANTITY_EPSILON:
             await self.m.save(replace(order, status=OrderStatus.REJECTED if ack.status.is_terminal else order.status))
             self.m.protection_of(intent.symbol).enter(ProtectionState.EXITING)  # nothing sold: try again
             return False
         reason = intent.reason.partition(": ")[2] or "exit"
-        return await self.close(intent.symbol, order, ack, reason, intent.price)
+        # Every exit order is written with its kind; one without (none is) was not the engine's decision.
+        kind = intent.exit_kind if intent.exit_kind is not None else ExitKind.MANUAL
+        return await self.close(intent.symbol, order, ack, kind, reason, intent.price)
 
     async def stop_filled(self, symbol: str, stop: Order, ack: OrderAck) -> None:
         """The exchange stop (lone, or a pair's stop leg) sold."""
@@ -153,23 +155,25 @@ class Bookkeeper:
         """A resting protective order sold: the pair (or lone stop) is gone, the position closes."""
         self.m.stops.pop(symbol, None)
         self.m.targets.pop(symbol, None)
-        order = replace(ack.order, reason=leg.reason, created_ms=leg.created_ms)
+        order = ack.order.labelled_like(leg)
         position = self.m.portfolio.positions.get(symbol)
         if position is None:
             await self.m.save(order)
             return
         if take_profit:
             modelled = position.take_profit_price if position.take_profit_price is not None else leg.price
-            await self.close(symbol, order, ack, TAKE_PROFIT, modelled)
+            await self.close(symbol, order, ack, ExitKind.TARGET, TAKE_PROFIT, modelled)
         else:
-            await self.close(symbol, order, ack, "trailing_stop" if position.trailing_active else "stop")
+            kind = ExitKind.TRAILING_STOP if position.trailing_active else ExitKind.STOP
+            await self.close(symbol, order, ack, kind, kind.value)
 
     async def close(
-        self, symbol: str, order: Order, ack: OrderAck, reason: str, modelled: float | None = None
+        self, symbol: str, order: Order, ack: OrderAck, kind: ExitKind, reason: str, modelled: float | None = None
     ) -> bool:
         """Book what sold; the rest stays a position (>= 1 lot) or becomes dust. True if a position remains.
 
         Args:
+            kind: why the position was exited (the closed trade's ``exit_kind``); ``reason`` says it for people.
             modelled: the price the fill model gives this exit (a take-profit: its target), recorded beside
                 the real one.
         """
@@ -194,27 +198,27 @@ class Bookkeeper:
             if sold_of_position < position.quantity:  # the unsold part under one lot is dust now, not sold
                 ratio = sold_of_position / position.quantity
                 m.portfolio.update(replace(position, quantity=sold_of_position, entry_fee=position.entry_fee * ratio))
-        trade = m.portfolio.close(symbol, price, fee, m.now(), reason)
+        trade = m.portfolio.close(symbol, price, fee, m.now(), reason, kind)
         if remainder is not None:
             m.portfolio.update(remainder)
         await self.record_fills(order, ack.fills, None if remainder is None else remainder.to_position(), trade)
         m.save_portfolio()
-        data: dict[str, Any] = {"symbol": symbol, "side": "long", "qty": trade.quantity, "entry": trade.entry_price,
-                                "exit": price, "pnl": trade.pnl, "reason": reason,
-                                "client_order_id": order.client_order_id}
-        modelled_note = ""
-        if modelled is not None:
-            data["modelled_exit"] = modelled
-            modelled_note = f"; modelled {modelled:.8g}"
-        m.emit("PositionClosed", f"{symbol} long closed @ {price:.8g} ({reason}{modelled_note}) pnl {trade.pnl:+.2f}",
-               data, "info" if trade.pnl >= 0 else "warning")
+        modelled_note = "" if modelled is None else f"; modelled {modelled:.8g}"
+        m.emit(PositionClosed(
+            time_ms=m.now(),
+            message=f"{symbol} long closed @ {price:.8g} ({reason}{modelled_note}) pnl {trade.pnl:+.2f}",
+            severity=Severity.INFO if trade.pnl >= 0 else Severity.WARNING,
+            symbol=symbol, side=PositionSide.LONG, qty=trade.quantity, entry=trade.entry_price, exit=price,
+            pnl=trade.pnl, exit_kind=kind, reason=reason, client_order_id=order.client_order_id,
+            modelled_exit=modelled))
         m.engine.emit_all(m.core.on_trade_closed(trade, m.now()).events)
         if remainder is None:
             m.protection.pop(symbol, None)
             m.core.order_resolved(symbol)
             return False
-        m.emit("PositionReduced", f"{symbol}: only {trade.quantity:g} sold; {remainder.quantity:g} still "
-               "held", {"symbol": symbol, "sold": trade.quantity, "qty": remainder.quantity}, "warning")
+        m.emit(PositionReduced(time_ms=m.now(), message=f"{symbol}: only {trade.quantity:g} sold; "
+                               f"{remainder.quantity:g} still held", symbol=symbol, sold=trade.quantity,
+                               qty=remainder.quantity))
         # What is still held gets its stop now; an exit still wanted is decided again on the next bar
         # (selling the rest at once into the liquidity that just ran out would only sell it worse).
         m.protection_of(symbol).enter(ProtectionState.UNPROTECTED)
@@ -231,6 +235,6 @@ class Bookkeeper:
             for i, fill in enumerate(fills):
                 last = i == len(fills) - 1
                 await m.store.record_fill(fill, position, trade if last else None, order=order)
-        m.emit("OrderFilled", f"{order.symbol} {order.side.value} {order.filled_quantity:g} filled",
-               {"symbol": order.symbol, "client_order_id": order.client_order_id, "side": order.side.value,
-                "qty": order.filled_quantity, "price": order.average_price})
+        m.emit(OrderFilled(time_ms=m.now(), message=f"{order.symbol} {order.side.value} {order.filled_quantity:g} "
+                           "filled", symbol=order.symbol, client_order_id=order.client_order_id, side=order.side,
+                           qty=order.filled_quantity, price=order.average_price))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.decision import Decision, DecisionCore, Outcome
+from engine.events import Event
 from engine.fills import FillModel
-from engine.models import ClosedTrade, Event, Fill
+from engine.models import ClosedTrade, Fill, Order
 from engine.simulation import SimulatedAccount
 from engine.strategy import PreparedSymbol
 
@@ -49,13 +50,18 @@ class PaperExecution:
         """Paper stops and targets live inside the simulation; there are no resting venue orders."""
         return 0
 
-    def take_records(self) -> tuple[list[Fill], list[ClosedTrade]]:
-        """Fills and closed trades since the last call (the runtime persists them)."""
-        fills = list(self.account.log.fills)
-        trades = [record.trade for record in self.account.log.trades]
-        self.account.log.fills.clear()
-        self.account.log.trades.clear()
-        return fills, trades
+    def take_records(self) -> tuple[list[Fill], list[Order], list[ClosedTrade]]:
+        """Fills, their filled orders (one each, in the same order) and closed trades since the last call.
+
+        The runtime persists them.
+        """
+        log = self.account.log
+        fills, orders = list(log.fills), list(log.orders)
+        trades = [record.trade for record in log.trades]
+        log.fills.clear()
+        log.orders.clear()
+        log.trades.clear()
+        return fills, orders, trades
 
     @property
     def busy(self) -> bool:

@@ -14,6 +14,8 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from engine.models import ExitKind
+
 MAX_PROTECTION_ORDERS_PER_DECISION = 2
 """Orders the protection loop may send for one symbol per decision or bar (a stop, then an exit)."""
 
@@ -34,7 +36,8 @@ class Protection:
 
     Attributes:
         state: where the position stands.
-        exit_reason: why it is being closed (EXITING / EXIT_REFUSED), e.g. ``signal: ...`` or ``take_profit``.
+        exit_reason: why it is being closed (EXITING / EXIT_REFUSED), for people: ``signal: ...``, ``take_profit``.
+        exit_kind: why it is being closed, as the kind the closed trade records (None until an exit is started).
         modelled_price: the price the backtest's fill model gives this exit (a take-profit: the target), or None.
         attempts: orders sent by the protection loop since the last decision or bar.
         alerted: the state the last critical alert was sent for (one alert per state entered).
@@ -44,20 +47,21 @@ class Protection:
 
     state: ProtectionState = ProtectionState.UNPROTECTED
     exit_reason: str = ""
+    exit_kind: ExitKind | None = None
     modelled_price: float | None = None
     attempts: int = 0
     alerted: ProtectionState | None = None
     pair_refused: bool = False
 
-    def enter(
-        self, state: ProtectionState, exit_reason: str | None = None, modelled_price: float | None = None
-    ) -> None:
+    def enter(self, state: ProtectionState) -> None:
         self.state = state
-        if exit_reason is not None:
-            self.exit_reason = exit_reason
-            self.modelled_price = modelled_price
         if state is ProtectionState.PROTECTED:
             self.alerted = None
+
+    def start_exit(self, kind: ExitKind, reason: str, modelled_price: float | None = None) -> None:
+        """Sell at market now (EXITING), for ``kind``; ``modelled_price``: the fill model's price of this exit."""
+        self.exit_kind, self.exit_reason, self.modelled_price = kind, reason, modelled_price
+        self.enter(ProtectionState.EXITING)
 
     def new_budget(self) -> None:
         """A new decision or bar: the loop may send again."""

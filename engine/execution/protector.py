@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.errors import (
     ExchangeCallException,
@@ -27,18 +27,28 @@ from engine.errors import (
     OrderRejectedException,
     StopWouldTriggerException,
 )
+from engine.events import (
+    Event,
+    ExitPostponed,
+    ExitRefused,
+    PositionUnprotected,
+    StopLost,
+    StopPlaced,
+    StopRefused,
+    TargetNotPlaced,
+    TargetReached,
+)
 from engine.execution.booking import TAKE_PROFIT, sellable
 from engine.execution.broker import OrderAck, PairAck, TargetCrossedError
 from engine.execution.protection import Protection, ProtectionState
 from engine.execution.take_profit import target_intent
-from engine.models import Order, OrderStatus, OrderType, Side
+from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
     from engine.order_manager import OrderManager
 
 log = logging.getLogger(__name__)
 
-STOP, EXIT = "stop", "exit"
 _P = ProtectionState
 
 
@@ -81,10 +91,10 @@ class Protector:
         mine = position.quantity + self.m.portfolio.dust.get(symbol, 0.0)
         return sellable(mine, holding.free, self.m.core.limits_for(symbol))
 
-    def _alert_once(self, protection: Protection, kind: str, message: str, data: dict[str, Any]) -> None:
+    def _alert_once(self, protection: Protection, event: Event) -> None:
         if protection.alerted is not protection.state:
             protection.alerted = protection.state
-            self.m.emit(kind, message, data, "critical")
+            self.m.emit(event)
 
     async def _rejected(self, *intents: Order | None) -> None:
         for intent in intents:
@@ -101,12 +111,13 @@ class Protector:
         if not quantity or not self.m.governed(symbol, "stop"):
             protection.enter(_P.UNPROTECTED)
             why = "nothing sellable on the account" if quantity == 0 else "balance unknown or order rate limit"
-            self._alert_once(protection, "PositionUnprotected", f"{symbol}: no stop ({why}); retrying next candle",
-                             {"symbol": symbol, "stop": stop_price})
+            self._alert_once(protection, PositionUnprotected(
+                time_ms=self.m.now(), message=f"{symbol}: no stop ({why}); retrying next candle", symbol=symbol,
+                stop=stop_price))
             return False
-        cid = self.m.new_client_id(symbol, STOP)
+        cid = self.m.new_client_id(symbol, OrderKind.STOP)
         intent = Order(cid, symbol, Side.SELL, OrderType.STOP_MARKET, quantity, OrderStatus.INTENT, self.m.now(),
-                       stop_price=stop_price, reason=f"{STOP}: protective")
+                       stop_price=stop_price, reason=f"{OrderKind.STOP}: protective", kind=OrderKind.STOP)
         paired = None if target is None else target_intent(intent, target)
         await self.m.save(intent)  # write-ahead: both legs persisted before anything is sent
         if paired is not None:
@@ -121,17 +132,19 @@ class Protector:
                                                            float(target or 0.0))
         except TargetCrossedError as exc:
             await self._rejected(intent, paired)
-            self.m.emit("TargetReached", f"{symbol}: target {target:.8g} already reached ({exc.reason}); selling at "
-                        "market", {"symbol": symbol, "target": target, "modelled_exit": target}, "info")
+            self.m.emit(TargetReached(time_ms=self.m.now(), message=f"{symbol}: target {target:.8g} already reached "
+                                      f"({exc.reason}); selling at market", symbol=symbol, target=target,
+                                      modelled_exit=target))
             self.m.core.pending.add(symbol)
-            protection.enter(_P.EXITING, TAKE_PROFIT, target)
+            protection.start_exit(ExitKind.TARGET, TAKE_PROFIT, target)
             return True
         except StopWouldTriggerException as exc:
             await self._rejected(intent, paired)
-            self.m.emit("StopRefused", f"{symbol}: stop {stop_price:.8g} already crossed ({exc.reason}); selling at "
-                        "market", {"symbol": symbol, "stop": stop_price}, "warning")
+            self.m.emit(StopRefused(time_ms=self.m.now(), message=f"{symbol}: stop {stop_price:.8g} already crossed "
+                                    f"({exc.reason}); selling at market", symbol=symbol, stop=stop_price))
             self.m.core.pending.add(symbol)
-            protection.enter(_P.EXITING, "stop already crossed")
+            kind = ExitKind.TRAILING_STOP if position.trailing_active else ExitKind.STOP
+            protection.start_exit(kind, "stop already crossed")
             return True
         except OrderOutcomeUnknownException as exc:
             await self.m.mark_uncertain(intent, exc, paired)
@@ -142,18 +155,19 @@ class Protector:
             if paired is not None and isinstance(exc, OrderRejectedException) and not isinstance(
                     exc, InsufficientFundsException):
                 protection.pair_refused = True  # a lone stop now; the engine watches the target on each bar
-                self.m.emit("TargetNotPlaced", f"{symbol}: stop-and-target pair refused ({exc.reason}); a lone stop "
-                            "instead, the target is checked on each closed bar", {"symbol": symbol, "target": target},
-                            "warning")
+                self.m.emit(TargetNotPlaced(time_ms=self.m.now(), message=f"{symbol}: stop-and-target pair refused "
+                                            f"({exc.reason}); a lone stop instead, the target is checked on each "
+                                            "closed bar", symbol=symbol, target=target))
                 return True
-            self._alert_once(protection, "PositionUnprotected", f"{symbol}: stop not placed ({exc}); retrying next "
-                             "candle", {"symbol": symbol, "stop": stop_price, "error": type(exc).__name__})
+            self._alert_once(protection, PositionUnprotected(
+                time_ms=self.m.now(), message=f"{symbol}: stop not placed ({exc}); retrying next candle",
+                symbol=symbol, stop=stop_price, error=type(exc).__name__))
             return False
         if isinstance(ack, PairAck):
             assert paired is not None
             await self.m.targets_side.settle_pair(symbol, intent, paired, ack)
         else:
-            await self.stop_resting(symbol, replace(ack.order, reason=intent.reason, created_ms=intent.created_ms))
+            await self.stop_resting(symbol, ack.order.labelled_like(intent))
         return False
 
     async def stop_resting(self, symbol: str, stop: Order) -> None:
@@ -163,9 +177,9 @@ class Protector:
         protection = self.m.protection_of(symbol)
         if not protection.exiting:  # an exit decided meanwhile still wins: it cancels this stop first
             protection.enter(_P.PROTECTED)
-        self.m.emit("StopPlaced", f"{symbol}: exchange stop at {float(stop.stop_price or 0):.8g} for "
-                    f"{stop.quantity:g}", {"symbol": symbol, "stop": stop.stop_price, "qty": stop.quantity,
-                                           "client_order_id": stop.client_order_id})
+        self.m.emit(StopPlaced(time_ms=self.m.now(), message=f"{symbol}: exchange stop at "
+                               f"{float(stop.stop_price or 0):.8g} for {stop.quantity:g}", symbol=symbol,
+                               stop=stop.stop_price, qty=stop.quantity, client_order_id=stop.client_order_id))
 
     async def cancel_resting(self, symbol: str) -> bool:
         """Take the symbol's resting stop (and its target) down; False if it had sold meanwhile (booked now).
@@ -199,16 +213,17 @@ class Protector:
             if not await self.cancel_resting(symbol):
                 return False  # the stop or target sold first
         except ExchangeCallException as exc:
-            self.m.emit("ExitPostponed", f"{symbol}: exit postponed, stop not cancelled ({exc})",
-                        {"symbol": symbol}, "warning")
+            self.m.emit(ExitPostponed(time_ms=self.m.now(), message=f"{symbol}: exit postponed, stop not cancelled "
+                                      f"({exc})", symbol=symbol))
             return False  # the stop still rests: the position stays protected meanwhile
         quantity = await self._sellable(symbol)
         if not quantity or not self.m.governed(symbol, "exit"):
             return self._exit_refused(symbol, protection, "balance unknown, nothing sellable or order rate limit")
-        cid = self.m.new_client_id(symbol, EXIT)
+        cid = self.m.new_client_id(symbol, OrderKind.EXIT)
         # ``price`` of a market exit: the fill model's price for it where that differs (a take-profit's target).
         intent = Order(cid, symbol, Side.SELL, OrderType.MARKET, quantity, OrderStatus.INTENT, self.m.now(),
-                       price=protection.modelled_price, reason=f"{EXIT}: {protection.exit_reason or 'exit'}")
+                       price=protection.modelled_price, reason=f"{OrderKind.EXIT}: {protection.exit_reason or 'exit'}",
+                       kind=OrderKind.EXIT, exit_kind=protection.exit_kind)
         await self.m.save(intent)
         try:
             ack = await self.m.broker.submit_market_order(cid, symbol, Side.SELL, quantity)
@@ -223,8 +238,9 @@ class Protector:
     def _exit_refused(self, symbol: str, protection: Protection, reason: str) -> bool:
         protection.enter(_P.EXIT_REFUSED)
         if protection.alerted is not _P.EXIT_REFUSED:
-            self._alert_once(protection, "ExitRefused", f"{symbol}: exit refused ({reason}); entries halted, "
-                             "retrying next candle", {"symbol": symbol, "reason": reason})
+            self._alert_once(protection, ExitRefused(
+                time_ms=self.m.now(), message=f"{symbol}: exit refused ({reason}); entries halted, retrying next "
+                "candle", symbol=symbol, reason=reason))
             self.m.halt(f"exit refused on {symbol}")
         return False
 
@@ -258,5 +274,5 @@ class Protector:
                 self._stop_lost(symbol, stop, "unknown" if ack is None else ack.status.value)
 
     def _stop_lost(self, symbol: str, stop: Order, how: str) -> None:
-        self.m.emit("StopLost", f"{symbol}: exchange stop {stop.client_order_id} is gone ({how}); placing a new one",
-                    {"symbol": symbol, "client_order_id": stop.client_order_id}, "warning")
+        self.m.emit(StopLost(time_ms=self.m.now(), message=f"{symbol}: exchange stop {stop.client_order_id} is gone "
+                             f"({how}); placing a new one", symbol=symbol, client_order_id=stop.client_order_id))

@@ -18,15 +18,14 @@ from engine.errors import ExchangeCallException, OrderOutcomeUnknownException
 from engine.execution.booking import TAKE_PROFIT
 from engine.execution.broker import OrderAck, PairAck, StopReplaceError
 from engine.execution.protection import ProtectionState
-from engine.execution.take_profit import TARGET, target_intent
-from engine.models import Order, OrderStatus, OrderType, Side
+from engine.execution.take_profit import target_intent
+from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
     from engine.order_manager import OrderManager
 
 log = logging.getLogger(__name__)
 
-STOP = "stop"
 _P = ProtectionState
 
 
@@ -52,7 +51,8 @@ class StopMover:
             return  # the old stop keeps resting
         mine = position.quantity + m.portfolio.dust.get(symbol, 0.0)
         intent = Order(m.new_client_id(symbol, "trail"), symbol, Side.SELL, OrderType.STOP_MARKET, mine,
-                       OrderStatus.INTENT, m.now(), stop_price=decision.stop_price, reason=f"{STOP}: trailing")
+                       OrderStatus.INTENT, m.now(), stop_price=decision.stop_price,
+                       reason=f"{OrderKind.STOP}: trailing", kind=OrderKind.STOP)
         target_price = None
         if old_target is not None:  # the same target as before: the position's (the model's), else what rested
             target_price = position.take_profit_price if position.take_profit_price is not None else old_target.price
@@ -96,8 +96,8 @@ class StopMover:
             assert paired is not None
             await m.targets_side.settle_pair(symbol, intent, paired, ack)
         else:
-            await m.save(replace(ack.order, reason=intent.reason, created_ms=intent.created_ms))
-            m.stops[symbol] = replace(ack.order, reason=intent.reason, created_ms=intent.created_ms)
+            await m.save(ack.order.labelled_like(intent))
+            m.stops[symbol] = ack.order.labelled_like(intent)
 
     async def _old_cancelled(self, symbol: str, old: Order, old_target: Order | None) -> None:
         await self.m.save(replace(old, status=OrderStatus.CANCELED))
@@ -118,9 +118,10 @@ class StopMover:
         await self._old_cancelled(symbol, old, old_target)
         protection = m.protection_of(symbol)
         if exc.restored is not None:
-            restored = replace(exc.restored.order, reason=f"{STOP}: restored")
+            restored = replace(exc.restored.order, reason=f"{OrderKind.STOP}: restored", kind=OrderKind.STOP)
             if exc.restored_target is not None:
-                restored_target = replace(exc.restored_target.order, reason=f"{TARGET}: {TAKE_PROFIT}")
+                restored_target = replace(exc.restored_target.order, reason=f"target: {TAKE_PROFIT}",
+                                          kind=OrderKind.TAKE_PROFIT)
                 await m.targets_side.settle_pair(symbol, restored, restored_target,
                                                  PairAck(exc.restored, exc.restored_target))
             else:
@@ -129,10 +130,10 @@ class StopMover:
             return
         if exc.would_trigger:
             m.core.pending.add(symbol)
-            protection.enter(_P.EXITING, "trailing stop crossed")
+            protection.start_exit(ExitKind.TRAILING_STOP, "trailing stop crossed")
         elif exc.target_reached:
             m.core.pending.add(symbol)
-            protection.enter(_P.EXITING, TAKE_PROFIT, target_price)
+            protection.start_exit(ExitKind.TARGET, TAKE_PROFIT, target_price)
         else:
             protection.enter(_P.UNPROTECTED)
         protection.new_budget()

@@ -17,15 +17,15 @@ high reaches it, unless the bar also reached the stop (then the stop, the worse,
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from engine.errors import ExchangeCallException
+from engine.events import StopPlaced, TargetReached
 from engine.execution.booking import TAKE_PROFIT
 from engine.execution.broker import PairAck, pair_client_ids
 from engine.execution.protection import Protection, ProtectionState
 from engine.fills import FillModel
-from engine.models import Order, OrderStatus, OrderType, Side
+from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 from engine.strategy import PreparedSymbol
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TARGET = "target"
-"""Order kind (the stored reason's prefix) of a pair's take-profit leg."""
 _P = ProtectionState
 
 
@@ -42,7 +40,7 @@ def target_intent(stop: Order, target_price: float) -> Order:
     """The write-ahead row of the target leg that goes with ``stop`` (its id derived from the stop's)."""
     _, target_id = pair_client_ids(stop.client_order_id)
     return Order(target_id, stop.symbol, Side.SELL, OrderType.LIMIT, stop.quantity, OrderStatus.INTENT,
-                 stop.created_ms, price=target_price, reason=f"{TARGET}: {TAKE_PROFIT}")
+                 stop.created_ms, price=target_price, reason=f"target: {TAKE_PROFIT}", kind=OrderKind.TAKE_PROFIT)
 
 
 class Targets:
@@ -67,8 +65,8 @@ class Targets:
     async def settle_pair(self, symbol: str, stop_row: Order, target_row: Order, pair: PairAck) -> None:
         """Apply what the exchange says about a pair: both legs resting, one leg sold, or both gone."""
         m = self.m
-        stop = replace(pair.stop.order, reason=stop_row.reason, created_ms=stop_row.created_ms)
-        target = replace(pair.target.order, reason=target_row.reason, created_ms=target_row.created_ms)
+        stop = pair.stop.order.labelled_like(stop_row)
+        target = pair.target.order.labelled_like(target_row)
         leg = pair.filled_leg
         if leg is None:
             await m.save(stop)
@@ -105,10 +103,10 @@ class Targets:
         protection = m.protection_of(symbol)
         if not protection.exiting:  # an exit decided meanwhile still wins: it cancels this pair first
             protection.enter(_P.PROTECTED)
-        m.emit("StopPlaced", f"{symbol}: exchange stop at {float(stop.stop_price or 0):.8g} with take-profit at "
-               f"{float(target.price or 0):.8g} for {stop.quantity:g}",
-               {"symbol": symbol, "stop": stop.stop_price, "target": target.price, "qty": stop.quantity,
-                "client_order_id": stop.client_order_id, "target_client_order_id": target.client_order_id})
+        m.emit(StopPlaced(time_ms=m.now(), message=f"{symbol}: exchange stop at {float(stop.stop_price or 0):.8g} "
+                          f"with take-profit at {float(target.price or 0):.8g} for {stop.quantity:g}",
+                          symbol=symbol, stop=stop.stop_price, target=target.price, qty=stop.quantity,
+                          client_order_id=stop.client_order_id, target_client_order_id=target.client_order_id))
 
     async def check_bar(self, prepared: PreparedSymbol, index: int) -> None:
         """The fill model's target rule on the closed bar, where no target rests on the exchange.
@@ -131,10 +129,10 @@ class Targets:
         modelled = self.fill_model.target_trigger_price(position.side, position.take_profit_price, *bar)
         if modelled is None:
             return
-        m.emit("TargetReached", f"{symbol}: the bar reached the target {position.take_profit_price:.8g}; selling at "
-               "market", {"symbol": symbol, "target": position.take_profit_price, "modelled_exit": modelled,
-                          "high": bar[1]})
+        m.emit(TargetReached(time_ms=m.now(), message=f"{symbol}: the bar reached the target "
+                             f"{position.take_profit_price:.8g}; selling at market",
+                             symbol=symbol, target=position.take_profit_price, modelled_exit=modelled, high=bar[1]))
         m.core.pending.add(symbol)
-        protection.enter(_P.EXITING, TAKE_PROFIT, modelled)
+        protection.start_exit(ExitKind.TARGET, TAKE_PROFIT, modelled)
         protection.new_budget()
         await m.drive_protection(symbol)

@@ -4,48 +4,47 @@ Everything here is a pure function of its inputs, so the texts are
 tested without a network. Values are escaped for Telegram's HTML parse mode (``<``, ``>``, ``&``);
 only ``<b>``, ``<i>`` and ``<code>`` tags are produced.
 
-Event kinds turned into alerts, and the ``Event.data`` keys read (every key is optional: a
-missing key falls back to ``Event.message``, so the runtime may publish less):
+Events with their own alert text (see :func:`format_event`): positions opened and closed, breaker
+trips / half-opens / resets, loss-limit warnings and breaches, emergency exits, trading state changes,
+system errors, rejected orders, risk setting changes and the performance drift findings.
 
-============================  =================================================================
-kind                          data keys
-============================  =================================================================
-PositionOpened                symbol, side, qty, entry, stop
-PositionClosed                symbol, side, qty, entry, exit, pnl, pnl_pct, reason
-StopMoved                     symbol, old_stop, new_stop (or stop), reason
-BreakerTripped                breaker, reason, value, threshold, resume_after_ms
-BreakerHalfOpened             breaker, reason
-BreakerReset                  breaker, reason
-RiskLimitWarning              limit, value, threshold, distance (the 80 % warning)
-RiskLimitBreached             limit, value, threshold (the 100 % breach)
-EmergencyExitStarted          reason, positions
-EmergencyExitCompleted        closed, pnl, errors
-TradingStateChanged           old, new (or state), reason
-SystemError                   component, error
-OrderRejected                 symbol, side, qty, reason
-RiskLimitChanged              key, old, new, source (an authenticated runtime risk change)
-DecisionDiverged              symbol, bar_ms, decision, live, backtest (engine.drift_watch)
-ExpectancyBelowBacktest       realised_pct, backtest_pct, standard_error_pct, std_errors, trades,
-                              backtest_trades
-DriftCheckFailed              error
-============================  =================================================================
-
-Any other kind is not sent unless its severity is ``critical`` (then ``Event.message`` is sent).
+Any other event is not sent unless its severity is critical (then its message is sent).
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.models import Event
+from engine.events import (
+    BreakerEvent,
+    BreakerHalfOpened,
+    BreakerReset,
+    BreakerTripped,
+    DecisionDiverged,
+    DriftCheckFailed,
+    EmergencyExitCompleted,
+    EmergencyExitStarted,
+    Event,
+    ExpectancyBelowBacktest,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+    RiskLimitBreached,
+    RiskLimitChanged,
+    RiskLimitEvent,
+    RiskLimitWarning,
+    Severity,
+    SystemError,
+    TradingStateChanged,
+)
 
 TELEGRAM_MAX_TEXT_CHARS = 4096  # Bot API limit for one sendMessage text (after entity parsing)
 COALESCE_SEPARATOR = "\n\n"
 
-SEVERITY_MARK = {"info": "", "warning": "⚠️ ", "critical": "🚨 "}
+SEVERITY_MARK = {Severity.INFO: "", Severity.WARNING: "⚠️ ", Severity.CRITICAL: "🚨 "}
 
 
 def esc(value: object) -> str:
@@ -115,234 +114,167 @@ def lines(*lines: str | None) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _field(data: Mapping[str, Any], key: str, render: Callable[[Any], str], label: str) -> str | None:
-    if data.get(key) is None:
-        return None
-    return f"{label}: <code>{esc(render(data[key]))}</code>"
+def _value(label: str, text: str) -> str:
+    return f"{label}: <code>{esc(text)}</code>"
+
+
+def _reason(reason: str) -> str | None:
+    return f"Reason: {esc(reason)}" if reason else None
 
 
 def _message_line(event: Event) -> str | None:
     return esc(event.message) if event.message else None
 
 
-def _position_opened(event: Event) -> str:
-    d = event.data
-    side = str(d.get("side", "")).upper()
-    head = f"{side} {d['symbol']}" if "symbol" in d else ""
+def _position_opened(event: PositionOpened) -> str:
     return lines(
-        _title(event, f"Position opened {head}".strip()),
-        _field(d, "qty", fmt_qty, "Qty"),
-        _field(d, "entry", fmt_price, "Entry"),
-        _field(d, "stop", fmt_price, "Stop"),
-        None if d else _message_line(event),
+        _title(event, f"Position opened {event.side.value.upper()} {event.symbol}"),
+        _value("Qty", fmt_qty(event.qty)),
+        _value("Entry", fmt_price(event.price)),
+        _value("Stop", fmt_price(event.stop)),
+        None if event.target is None else _value("Target", fmt_price(event.target)),
     )
 
 
-def _position_closed(event: Event) -> str:
-    d = event.data
-    side = str(d.get("side", "")).upper()
-    head = f"{side} {d['symbol']}" if "symbol" in d else ""
-    pnl = as_float(d.get("pnl"))
-    mark = "" if pnl is None else ("✅ " if pnl >= 0 else "🔻 ")
-    pnl_line = None
-    if pnl is not None:
-        pct = f" ({fmt_pct(d['pnl_pct'], signed=True)})" if d.get("pnl_pct") is not None else ""
-        pnl_line = f"P&amp;L: <b>{esc(fmt_money(pnl, signed=True))}</b>{esc(pct)}"
+def _position_closed(event: PositionClosed) -> str:
+    mark = "✅ " if event.pnl >= 0 else "🔻 "
     return lines(
-        mark + _title(event, f"Position closed {head}".strip()),
-        _field(d, "qty", fmt_qty, "Qty"),
-        f"Entry → exit: <code>{esc(fmt_price(d.get('entry')))} → {esc(fmt_price(d.get('exit')))}</code>"
-        if "entry" in d or "exit" in d
-        else None,
-        pnl_line,
-        f"Reason: {esc(d['reason'])}" if d.get("reason") else None,
-        None if d else _message_line(event),
+        mark + _title(event, f"Position closed {event.side.value.upper()} {event.symbol}"),
+        _value("Qty", fmt_qty(event.qty)),
+        f"Entry → exit: <code>{esc(fmt_price(event.entry))} → {esc(fmt_price(event.exit))}</code>",
+        f"P&amp;L: <b>{esc(fmt_money(event.pnl, signed=True))}</b>",
+        f"Exit: {esc(event.exit_kind.value)}" + (f" ({esc(event.reason)})" if event.reason != event.exit_kind else ""),
     )
 
 
-def _stop_moved(event: Event) -> str:
-    d = event.data
-    new_stop = d.get("new_stop", d.get("stop"))
-    move = None
-    if new_stop is not None:
-        old = f"{fmt_price(d['old_stop'])} → " if d.get("old_stop") is not None else ""
-        move = f"Stop: <code>{esc(old + fmt_price(new_stop))}</code>"
-    return lines(
-        _title(event, f"Stop moved {d.get('symbol', '')}".strip()),
-        move,
-        f"Reason: {esc(d['reason'])}" if d.get("reason") else None,
-        None if move else _message_line(event),
-    )
-
-
-def _breaker(title: str) -> Callable[[Event], str]:
-    def render(event: Event) -> str:
-        d = event.data
-        name = d.get("breaker", d.get("name", ""))
-        values = None
-        if d.get("value") is not None and d.get("threshold") is not None:
-            values = (
-                f"Value: <code>{esc(fmt_price(d['value']))}</code>"
-                f" / limit <code>{esc(fmt_price(d['threshold']))}</code>"
-            )
+def _breaker(title: str) -> Callable[[BreakerEvent], str]:
+    def render(event: BreakerEvent) -> str:
         return lines(
-            _title(event, f"{title}: {name}" if name else title),
-            f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
-            values,
-            f"Resumes after: {esc(fmt_time(d['resume_after_ms']))}" if d.get("resume_after_ms") else None,
+            _title(event, f"{title}: {event.breaker}"),
+            _reason(event.reason) or _message_line(event),
+            f"Value: <code>{esc(fmt_price(event.value))}</code> / limit <code>{esc(fmt_price(event.threshold))}</code>",
+            f"Resumes after: {esc(fmt_time(event.resume_after_ms))}" if event.resume_after_ms else None,
         )
 
     return render
 
 
-def _risk_limit(title: str) -> Callable[[Event], str]:
-    def render(event: Event) -> str:
-        d = event.data
-        used = None
-        value, threshold = as_float(d.get("value")), as_float(d.get("threshold"))
-        if value is not None and threshold:
-            used = f"Used: <b>{esc(fmt_pct(100.0 * value / threshold))}</b> of the limit"
+def _risk_limit(title: str) -> Callable[[RiskLimitEvent], str]:
+    def render(event: RiskLimitEvent) -> str:
+        used = f"Used: <b>{esc(fmt_pct(100.0 * event.value_pct / event.limit_pct))}</b> of the limit" \
+            if event.limit_pct else None
         return lines(
-            _title(event, f"{title}: {d['limit']}" if d.get("limit") else title),
-            f"Value: <code>{esc(fmt_price(value))}</code> / limit <code>{esc(fmt_price(threshold))}</code>"
-            if value is not None and threshold is not None
-            else _message_line(event),
+            _title(event, f"{title}: {event.limit}"),
+            f"Value: <code>{esc(fmt_pct(event.value_pct))}</code> / limit <code>{esc(fmt_pct(event.limit_pct))}</code>",
             used,
-            _field(d, "distance", fmt_price, "Distance to limit"),
+            _value("Distance to limit", fmt_pct(event.distance_pct)),
         )
 
     return render
 
 
-def _emergency_started(event: Event) -> str:
-    d = event.data
-    return lines(
-        _title(event, "Emergency exit started"),
-        f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
-        _field(d, "positions", str, "Positions to close"),
-    )
+def _emergency_started(event: EmergencyExitStarted) -> str:
+    return lines(_title(event, "Emergency exit started"), _reason(event.reason) or _message_line(event))
 
 
-def _emergency_completed(event: Event) -> str:
-    d = event.data
-    return lines(
-        _title(event, "Emergency exit completed"),
-        _field(d, "closed", str, "Positions closed"),
-        f"P&amp;L: <b>{esc(fmt_money(d['pnl'], signed=True))}</b>" if d.get("pnl") is not None else None,
-        f"Errors: {esc(d['errors'])}" if d.get("errors") else None,
-        None if d else _message_line(event),
-    )
+def _emergency_completed(event: EmergencyExitCompleted) -> str:
+    return lines(_title(event, "Emergency exit completed"), _message_line(event), _reason(event.reason))
 
 
-def _state_changed(event: Event) -> str:
-    d = event.data
-    new = d.get("new", d.get("state"))
-    change = None
-    if new is not None:
-        change = f"<b>{esc(d['old'])} → {esc(new)}</b>" if d.get("old") is not None else f"<b>{esc(new)}</b>"
+def _state_changed(event: TradingStateChanged) -> str:
     return lines(
         _title(event, "Trading state changed"),
-        change,
-        f"Reason: {esc(d['reason'])}" if d.get("reason") else (None if change else _message_line(event)),
+        f"<b>{esc(event.previous.value)} → {esc(event.state.value)}</b>",
+        _reason(event.reason),
     )
 
 
-def _system_error(event: Event) -> str:
-    d = event.data
+def _system_error(event: SystemError) -> str:
     return lines(
-        _title(event, f"System error in {d['component']}" if d.get("component") else "System error"),
+        _title(event, f"System error in {event.component}"),
         _message_line(event),
-        f"<code>{esc(d['error'])}</code>" if d.get("error") else None,
+        f"<code>{esc(event.error)}</code>" if event.error else None,
     )
 
 
-def _risk_limit_changed(event: Event) -> str:
-    d = event.data
-    change = None
-    if d.get("key") is not None:
-        change = f"<code>{esc(d['key'])}</code>: <b>{esc(d.get('old'))} → {esc(d.get('new'))}</b>"
+def _risk_limit_changed(event: RiskLimitChanged) -> str:
     return lines(
         _title(event, "Risk setting changed"),
-        change or _message_line(event),
-        f"By: {esc(d['source'])}" if d.get("source") else None,
+        f"<code>{esc(event.key)}</code>: <b>{esc(event.old)} → {esc(event.new)}</b>",
+        f"By: {esc(event.source)}" if event.source else None,
     )
 
 
-def _order_rejected(event: Event) -> str:
-    d = event.data
-    what = " ".join(str(d[k]).upper() if k == "side" else str(d[k]) for k in ("side", "symbol") if d.get(k))
+def _order_rejected(event: OrderRejected) -> str:
+    return lines(_title(event, f"Order rejected {event.symbol}"), _message_line(event))
+
+
+def _decision_diverged(event: DecisionDiverged) -> str:
     return lines(
-        _title(event, f"Order rejected {what}".strip()),
-        _field(d, "qty", fmt_qty, "Qty"),
-        f"Reason: {esc(d['reason'])}" if d.get("reason") else _message_line(event),
+        _title(event, f"Live left the backtest {event.symbol} at the {event.decision}"),
+        _value("Bar", fmt_time(event.bar_ms)),
+        f"Live: {esc(event.live)}",
+        f"Backtest: {esc(event.backtest)}",
     )
 
 
-def _decision_diverged(event: Event) -> str:
-    d = event.data
-    what = f" at the {d['decision']}" if d.get("decision") else ""
-    return lines(
-        _title(event, f"Live left the backtest {d.get('symbol', '')}".strip() + what),
-        _field(d, "bar_ms", fmt_time, "Bar"),
-        f"Live: {esc(d['live'])}" if d.get("live") else None,
-        f"Backtest: {esc(d['backtest'])}" if d.get("backtest") else None,
-        None if d.get("live") and d.get("backtest") else _message_line(event),
-    )
-
-
-def _expectancy_below_backtest(event: Event) -> str:
-    d = event.data
-    compared = None
-    if d.get("realised_pct") is not None and d.get("backtest_pct") is not None:
-        compared = (f"Per trade: <b>{esc(fmt_pct(d['realised_pct'], signed=True))}</b> live vs "
-                    f"<code>{esc(fmt_pct(d['backtest_pct'], signed=True))}</code> backtest")
-    spread = None
-    if d.get("standard_error_pct") is not None and d.get("std_errors") is not None:
-        spread = f"Below by more than {esc(d['std_errors'])} × SE <code>{esc(fmt_pct(d['standard_error_pct']))}</code>"
+def _expectancy_below_backtest(event: ExpectancyBelowBacktest) -> str:
     return lines(
         _title(event, "Expectancy below the backtest"),
-        compared or _message_line(event),
-        spread,
-        _field(d, "trades", str, "Live trades"),
+        f"Per trade: <b>{esc(fmt_pct(event.realised_pct, signed=True))}</b> live vs "
+        f"<code>{esc(fmt_pct(event.backtest_pct, signed=True))}</code> backtest",
+        f"Below by more than {esc(event.std_errors)} × SE <code>{esc(fmt_pct(event.standard_error_pct))}</code>",
+        _value("Live trades", str(event.trades)),
     )
 
 
-def _drift_check_failed(event: Event) -> str:
-    d = event.data
+def _drift_check_failed(event: DriftCheckFailed) -> str:
     return lines(
         _title(event, "Performance drift check failed"),
-        f"<code>{esc(d['error'])}</code>" if d.get("error") else _message_line(event),
+        f"<code>{esc(event.error)}</code>" if event.error else _message_line(event),
         "Trading goes on; reported once.",
     )
 
 
-EVENT_FORMATTERS: dict[str, Callable[[Event], str]] = {
-    "PositionOpened": _position_opened,
-    "PositionClosed": _position_closed,
-    "StopMoved": _stop_moved,
-    "BreakerTripped": _breaker("Circuit breaker tripped"),
-    "BreakerHalfOpened": _breaker("Circuit breaker half-open"),
-    "BreakerReset": _breaker("Circuit breaker reset"),
-    "RiskLimitWarning": _risk_limit("Risk limit at 80%"),
-    "RiskLimitBreached": _risk_limit("Risk limit breached"),
-    "EmergencyExitStarted": _emergency_started,
-    "EmergencyExitCompleted": _emergency_completed,
-    "TradingStateChanged": _state_changed,
-    "SystemError": _system_error,
-    "OrderRejected": _order_rejected,
-    "RiskLimitChanged": _risk_limit_changed,
-    "DecisionDiverged": _decision_diverged,
-    "ExpectancyBelowBacktest": _expectancy_below_backtest,
-    "DriftCheckFailed": _drift_check_failed,
-}
-
-
 def format_event(event: Event) -> str | None:
-    """The alert text for ``event``, or None when this kind is not worth a phone notification."""
-    formatter = EVENT_FORMATTERS.get(event.kind)
-    if formatter is not None:
-        return formatter(event)
-    if event.severity == "critical":
+    """The alert text for ``event``, or None when this kind is not worth a phone notification.
+
+    The kinds below have their own text; any other is sent (as its message) only when critical.
+    """
+    match event:
+        case PositionOpened():
+            return _position_opened(event)
+        case PositionClosed():
+            return _position_closed(event)
+        case BreakerTripped():
+            return _breaker("Circuit breaker tripped")(event)
+        case BreakerHalfOpened():
+            return _breaker("Circuit breaker half-open")(event)
+        case BreakerReset():
+            return _breaker("Circuit breaker reset")(event)
+        case RiskLimitWarning():
+            return _risk_limit("Risk limit at 80%")(event)
+        case RiskLimitBreached():
+            return _risk_limit("Risk limit breached")(event)
+        case EmergencyExitStarted():
+            return _emergency_started(event)
+        case EmergencyExitCompleted():
+            return _emergency_completed(event)
+        case TradingStateChanged():
+            return _state_changed(event)
+        case SystemError():
+            return _system_error(event)
+        case OrderRejected():
+            return _order_rejected(event)
+        case RiskLimitChanged():
+            return _risk_limit_changed(event)
+        case DecisionDiverged():
+            return _decision_diverged(event)
+        case ExpectancyBelowBacktest():
+            return _expectancy_below_backtest(event)
+        case DriftCheckFailed():
+            return _drift_check_failed(event)
+    if event.severity is Severity.CRITICAL:
         return lines(_title(event, event.kind), _message_line(event))
     return None
 

@@ -52,7 +52,7 @@ from telegram.ext import Application, ContextTypes
 from engine.bus import EngineHandle, Subscription
 from engine.clock import Clock
 from engine.config import Settings, TelegramConfig
-from engine.models import Event
+from engine.events import Event
 from engine.notify.commands import AuditSink, ExitConfirmations, TelegramCommands
 from engine.notify.formatting import format_event
 from engine.notify.outbox import ChatRateLimiter, OutboxSender, RetryPolicy, wall_ms

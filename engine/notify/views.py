@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.models import BreakerStatus, CircuitState, Event, Position
-from engine.notify.formatting import as_float, esc, fmt_money, fmt_pct, fmt_price, fmt_qty, fmt_time, lines
+from engine.events import BreakerEvent, BreakerHalfOpened, BreakerReset, BreakerTripped, Event, PositionClosed
+from engine.models import BreakerStatus, CircuitState, Position
+from engine.notify.formatting import esc, fmt_money, fmt_pct, fmt_price, fmt_qty, fmt_time, lines
 from engine.snapshot import EngineSnapshot
 
 NO_SNAPSHOT_TEXT = "The engine has not published a snapshot yet."
@@ -112,19 +113,20 @@ class DailyTally:
     realized_pnl: float = 0.0
     breaker_events: list[str] = field(default_factory=list)
 
-    BREAKER_KINDS = ("BreakerTripped", "BreakerHalfOpened", "BreakerReset")
-
     def record(self, event: Event) -> None:
         """Counts ``event`` if it is a closed trade or a breaker change."""
-        if event.kind == "PositionClosed":
-            self.trades += 1
-            pnl = as_float(event.data.get("pnl")) or 0.0
-            self.realized_pnl += pnl
-            self.wins += 1 if pnl >= 0 else 0
-        elif event.kind in self.BREAKER_KINDS:
-            name = event.data.get("breaker", event.data.get("name", "")) or event.message
-            verb = {"BreakerTripped": "tripped", "BreakerHalfOpened": "half-open", "BreakerReset": "reset"}
-            self.breaker_events.append(f"{fmt_time(event.time_ms)} {name} {verb[event.kind]}")
+        match event:
+            case PositionClosed(pnl=pnl):
+                self.trades += 1
+                self.realized_pnl += pnl
+                self.wins += 1 if pnl >= 0 else 0
+            case BreakerTripped() | BreakerHalfOpened() | BreakerReset():
+                verb = _BREAKER_VERBS[type(event)]
+                self.breaker_events.append(f"{fmt_time(event.time_ms)} {event.breaker or event.message} {verb}")
+
+
+_BREAKER_VERBS: dict[type[BreakerEvent], str] = {
+    BreakerTripped: "tripped", BreakerHalfOpened: "half-open", BreakerReset: "reset"}
 
 
 def format_daily_report(snapshot: EngineSnapshot | None, tally: DailyTally, now_ms: int) -> str:

@@ -184,7 +184,53 @@ _V2_RECORDS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_CORE, _V2_RECORDS)
+
+def _exit_kind_from_reason(reason: str) -> str:
+    """SQL of the exit kind that the code before version 3 read from an exit reason ``reason`` (an SQL expression).
+
+    This is the only place that rule survives: version 3 applies it once to old rows. GLOB, not LIKE: it
+    is case-sensitive, as the old ``str.startswith`` was.
+    """
+    kinds = "'stop', 'trailing_stop', 'target', 'signal', 'risk_limit', 'emergency_exit', 'manual', 'end_of_data'"
+    return (
+        f"CASE WHEN {reason} IN ({kinds}) THEN {reason}"
+        f" WHEN {reason} = 'take_profit' THEN 'target'"
+        f" WHEN {reason} GLOB 'signal*' THEN 'signal'"
+        f" WHEN {reason} GLOB 'risk limit*' THEN 'risk_limit'"
+        f" WHEN {reason} GLOB 'emergency exit*' THEN 'emergency_exit'"
+        f" WHEN {reason} GLOB 'end of data*' THEN 'end_of_data'"
+        " ELSE 'manual' END"
+    )
+
+
+_EXIT_KINDS_SQL = (
+    "('signal', 'stop', 'trailing_stop', 'target', 'risk_limit', 'emergency_exit', 'manual', 'end_of_data')"
+)
+_ORDER_KINDS_SQL = "('entry', 'exit', 'stop', 'take_profit')"
+
+_V3_KINDS = Migration(
+    3,
+    "trades.exit_kind, orders.kind and orders.exit_kind as their own columns, back-filled from the reason texts",
+    (
+        "ALTER TABLE trades ADD COLUMN exit_kind TEXT NOT NULL DEFAULT 'manual'"
+        f" CHECK (exit_kind IN {_EXIT_KINDS_SQL})",
+        f"UPDATE trades SET exit_kind = {_exit_kind_from_reason('reason')}",
+        f"ALTER TABLE orders ADD COLUMN kind TEXT CHECK (kind IN {_ORDER_KINDS_SQL})",
+        f"ALTER TABLE orders ADD COLUMN exit_kind TEXT CHECK (exit_kind IN {_EXIT_KINDS_SQL})",
+        # The order manager wrote the kind as the reason's prefix; the paper recorder named fills -in / -out.
+        "UPDATE orders SET kind = CASE"
+        " WHEN reason GLOB 'entry:*' THEN 'entry'"
+        " WHEN reason GLOB 'exit:*' THEN 'exit'"
+        " WHEN reason GLOB 'stop:*' THEN 'stop'"
+        " WHEN reason GLOB 'target:*' THEN 'take_profit'"
+        " WHEN client_order_id GLOB 'sim-*-in' THEN 'entry'"
+        " WHEN client_order_id GLOB 'sim-*-out' THEN 'exit'"
+        " END",
+        f"UPDATE orders SET exit_kind = {_exit_kind_from_reason('substr(reason, 7)')} WHERE reason GLOB 'exit: *'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_CORE, _V2_RECORDS, _V3_KINDS)
 LATEST_VERSION: int = MIGRATIONS[-1].version
 
 

@@ -9,8 +9,10 @@ from typing import Any
 from engine.models import (
     ClosedTrade,
     EquityPoint,
+    ExitKind,
     Fill,
     Order,
+    OrderKind,
     OrderStatus,
     OrderType,
     Position,
@@ -22,12 +24,12 @@ from engine.store.base import StoreBase, from_json, now_ms, to_json
 
 _ORDER_COLUMNS = (
     "client_order_id, symbol, side, type, quantity, price, stop_price, status, exchange_order_id,"
-    " filled_quantity, average_price, reduce_only, reason, created_ms, updated_ms"
+    " filled_quantity, average_price, reduce_only, reason, created_ms, updated_ms, kind, exit_kind"
 )
 _POSITION_COLUMNS = (
     "symbol, side, quantity, entry_price, opened_ms, stop_price, trailing_stop_price, last_price, entry_fee"
 )
-_TRADE_COLUMNS = "symbol, side, quantity, entry_price, exit_price, entry_ms, exit_ms, pnl, fees, reason"
+_TRADE_COLUMNS = "symbol, side, quantity, entry_price, exit_price, entry_ms, exit_ms, pnl, fees, reason, exit_kind"
 _TERMINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_terminal)
 
 TRADING_STATE_KEY = "trading_state"
@@ -49,6 +51,8 @@ def _order_from_row(row: Any) -> Order:
         reduce_only=bool(row[11]),
         reason=row[12],
         created_ms=row[13],
+        kind=None if row[15] is None else OrderKind(row[15]),
+        exit_kind=None if row[16] is None else ExitKind(row[16]),
     )
 
 
@@ -78,6 +82,7 @@ def _trade_from_row(row: Any) -> ClosedTrade:
         pnl=row[7],
         fees=row[8],
         reason=row[9],
+        exit_kind=ExitKind(row[10]),
     )
 
 
@@ -98,14 +103,15 @@ class TradingStoreMixin(StoreBase):
             updated_ms: when this state was reached (UTC ms); defaults to ``order.created_ms``.
         """
         await self._execute(
-            f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (client_order_id) DO UPDATE SET"
             " symbol = excluded.symbol, side = excluded.side, type = excluded.type,"
             " quantity = excluded.quantity, price = excluded.price, stop_price = excluded.stop_price,"
             " status = excluded.status, exchange_order_id = excluded.exchange_order_id,"
             " filled_quantity = excluded.filled_quantity, average_price = excluded.average_price,"
             " reduce_only = excluded.reduce_only, reason = excluded.reason,"
-            " created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
+            " created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,"
+            " kind = excluded.kind, exit_kind = excluded.exit_kind",
             (
                 order.client_order_id,
                 order.symbol,
@@ -122,6 +128,8 @@ class TradingStoreMixin(StoreBase):
                 order.reason,
                 order.created_ms,
                 order.created_ms if updated_ms is None else updated_ms,
+                None if order.kind is None else order.kind.value,
+                None if order.exit_kind is None else order.exit_kind.value,
             ),
         )
 
@@ -234,7 +242,7 @@ class TradingStoreMixin(StoreBase):
     async def record_trade(self, trade: ClosedTrade) -> int:
         """Appends a closed trade; returns its id. ``record_fill`` calls this in its transaction."""
         return await self._execute(
-            f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 trade.symbol,
                 trade.side.value,
@@ -246,6 +254,7 @@ class TradingStoreMixin(StoreBase):
                 trade.pnl,
                 trade.fees,
                 trade.reason,
+                trade.exit_kind.value,
             ),
         )
 

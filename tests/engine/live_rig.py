@@ -19,7 +19,8 @@ from engine.bus import Subscription
 from engine.config import Settings
 from engine.data.live_feed import ClosedCandle
 from engine.data.sample import load_sample
-from engine.models import Candles, Event
+from engine.events import Event
+from engine.models import Candles
 from engine.runtime import TradingEngine, build_engine
 from engine.strategy import Strategy, StrategyParams
 from tests.engine.runtime_helpers import WAIT_S, finish, make_settings, start

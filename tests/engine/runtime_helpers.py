@@ -10,7 +10,8 @@ from typing import Any
 from engine.bus import Subscription
 from engine.config import Settings
 from engine.data.sample import load_sample
-from engine.models import Candles, Event
+from engine.events import Event
+from engine.models import Candles
 from engine.runtime import TradingEngine, build_engine
 
 WAIT_S = 30.0

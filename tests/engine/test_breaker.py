@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from engine.breaker import HALF_OPEN_CONFIRMATIONS, CircuitBreaker
 from engine.config import BreakerConfig
 from engine.errors import CircuitBreakerException
+from engine.events import BreakerTripped, Severity
 from engine.models import CircuitState
 
 SECOND_MS = 1_000
@@ -50,10 +51,11 @@ def test_volatility_breaker_trips_at_the_multiplier(current: float, state: Circu
 
 def test_a_trip_event_says_which_breaker_why_and_since_when() -> None:
     (event,) = CircuitBreaker(AUTO).check_volatility_circuit(0.5, 0.125, T0).events
-    assert event.severity == "critical" and event.time_ms == T0
-    assert event.data["breaker"] == "volatility" and event.data["from"] == "closed" and event.data["to"] == "open"
-    assert event.data["value"] == 4.0 and event.data["threshold"] == 3.0
-    assert "4.00x" in event.data["reason"]
+    assert isinstance(event, BreakerTripped)
+    assert event.severity is Severity.CRITICAL and event.time_ms == T0
+    assert (event.breaker, event.previous, event.state) == ("volatility", CircuitState.CLOSED, CircuitState.OPEN)
+    assert event.value == 4.0 and event.threshold == 3.0
+    assert "4.00x" in event.reason
 
 
 def test_an_open_breaker_blocks_entries_with_its_reason() -> None:
@@ -137,7 +139,7 @@ def test_a_trip_reading_in_half_open_reopens_the_breaker() -> None:
     breaker = half_open_volatility()
     update = breaker.check_volatility_circuit(3.5, 1.0, T0 + 2 * COOLDOWN_MS)
     assert kinds(update.events) == ["BreakerTripped"] and update.status.state is CircuitState.OPEN
-    assert update.events[0].data["from"] == "half_open"
+    assert update.events[0].data["previous"] == "half_open"
 
 
 def test_a_latching_breaker_stays_open_until_a_manual_resume() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from engine.bus import Bus
-from engine.models import Event, TradingState
+from engine.models import TradingState
 from engine.snapshot import EngineSnapshot
+from tests.event_samples import filled, happened
 
 
 def make_snapshot(time_ms: int) -> EngineSnapshot:
@@ -20,7 +21,7 @@ async def test_every_event_reaches_every_subscriber_in_order() -> None:
     bus = Bus()
     first, second = bus.subscribe("a"), bus.subscribe("b")
     for index in range(1000):
-        bus.publish_event(Event("OrderFilled", index, f"fill {index}"))
+        bus.publish_event(filled(index, f"fill {index}"))
     for subscription in (first, second):
         assert [event.time_ms for event in subscription.drain_events()] == list(range(1000))
 
@@ -43,5 +44,5 @@ async def test_closed_subscription_receives_nothing_more() -> None:
     bus = Bus()
     subscription = bus.subscribe("gone")
     subscription.close()
-    bus.publish_event(Event("HaltRequested", 1, "halt"))
+    bus.publish_event(happened(1, "halt"))
     assert subscription.drain_events() == []

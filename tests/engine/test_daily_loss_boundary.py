@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from engine.backtest.loop import LoopOutput, run_loop
 from engine.backtest.metrics import daily_returns
 from engine.config import BreakerConfig, RiskConfig
+from engine.events import Event
 from engine.limits import AccountLimits, loss_pct
-from engine.models import Candles, ClosedTrade, Event, PositionSide, TradingState
+from engine.models import Candles, ClosedTrade, PositionSide, TradingState
 from engine.precision import reaches
 from engine.simulation import SimulatedAccount
 from engine.strategy import PreparedSymbol
@@ -61,7 +62,7 @@ def _breaches(events: list[Event]) -> list[int]:
 
 
 def _halts(events: list[Event]) -> list[int]:
-    return [e.time_ms for e in events if e.kind == "TradingStateChanged" and e.data["to"] == TradingState.HALTED]
+    return [e.time_ms for e in events if e.kind == "TradingStateChanged" and e.data["state"] == TradingState.HALTED]
 
 
 def _assert_acted_on(sim: SimulatedAccount, close_ms: int) -> None:

@@ -26,7 +26,6 @@ from engine.drift import (
     DriftReport,
     OpenEntry,
     check_drift,
-    exit_kind_of,
     fmt_bar,
     run_window_backtest,
 )
@@ -36,8 +35,9 @@ from engine.drift_expectancy import (
     expectancy_alert,
     mean_and_standard_error,
 )
-from engine.drift_watch import expectancy_data
-from engine.models import Candles, ClosedTrade, Event
+from engine.drift_watch import expectancy_event
+from engine.events import Event
+from engine.models import Candles, ClosedTrade, ExitKind
 from engine.notify.formatting import format_event
 from engine.runtime import TradingEngine, build_engine
 from engine.simulation import TradeRecord
@@ -170,7 +170,7 @@ def test_a_signal_exit_one_bar_late_is_a_divergence_even_live(window: Window) ->
 def test_a_different_exit_kind_in_the_same_bar_is_a_divergence(window: Window) -> None:
     k = window.index_of_exit(("stop", "trailing_stop", "signal"))
     trades = list(window.trades)
-    trades[k] = replace(trades[k], reason="manual close (console)")
+    trades[k] = replace(trades[k], reason="manual close (console)", exit_kind=ExitKind.MANUAL)
     divergence = window.check(trades).divergence
     assert divergence is not None
     assert (divergence.decision, divergence.bar_ms, divergence.by_command) == ("exit", trades[k].exit_ms, True)
@@ -183,13 +183,11 @@ def test_a_decision_after_the_last_closed_bar_is_left_for_a_later_check(window: 
     assert window.check(trades).divergence is None
 
 
-def test_live_exit_reasons_are_read_in_the_backtest_s_exit_kinds() -> None:
-    assert exit_kind_of("take_profit") == "target"
-    assert exit_kind_of("stop") == "stop"
-    assert exit_kind_of("signal: EMA cross down") == "signal"
-    assert exit_kind_of("risk limit: daily loss 5.1%") == "risk_limit"
-    assert exit_kind_of("emergency exit: closing") == "emergency_exit"
-    assert exit_kind_of("manual close (telegram:7)") == "manual"
+def test_exits_are_compared_by_their_recorded_kind_never_by_the_reason_text(window: Window) -> None:
+    k = window.index_of_exit(("stop", "trailing_stop", "signal"))
+    trades = list(window.trades)
+    trades[k] = replace(trades[k], reason="words a person may write")
+    assert window.check(trades).divergence is None
 
 
 # ----------------------------------------------------------------------------------------- expectancy
@@ -217,7 +215,7 @@ def test_below_min_trades_the_expectancy_is_not_judged(window: Window) -> None:
 
 def test_an_expectancy_alert_reads_live_against_backtest_per_trade() -> None:
     alert = ExpectancyBelowBacktest(-1.0, 0.5, 0.2, 2.0, 12, 15)
-    text = format_event(Event("ExpectancyBelowBacktest", 0, alert.message, expectancy_data(alert), "warning"))
+    text = format_event(expectancy_event(alert, 0))
     assert text is not None
     assert "-1.00%</b> live vs <code>+0.50%</code> backtest" in text
     assert "2.0 × SE <code>0.20%</code>" in text and "Live trades: <code>12</code>" in text

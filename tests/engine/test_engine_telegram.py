@@ -120,7 +120,7 @@ async def test_halt_from_an_allowed_chat_halts_the_engine(tmp_path: Path, api: F
 
     assert "Halt sent" in await reply_to(api, "/halt")
     changed = await wait_for_event(events, "TradingStateChanged")
-    assert changed.data["to"] == "HALTED" and engine.core.trading_state is TradingState.HALTED
+    assert changed.data["state"] == "HALTED" and engine.core.trading_state is TradingState.HALTED
     accepted = await wait_for_event(events, "CommandAccepted")
     assert accepted.data["source"] == f"telegram:{PRIVATE_CHAT}"
     await api.wait_for_sent(lambda m: "Trading state changed" in m.text, timeout=WAIT_S)
@@ -210,7 +210,7 @@ async def test_resume_after_an_emergency_exit_asks_to_confirm_then_lifts_the_lat
     api.queue_text(PRIVATE_CHAT, f"YES {confirmation_code(prompt)}")
     await api.wait_for_sent(lambda m: "Resume from a latched halt sent" in m.text, timeout=WAIT_S)
     await wait_for_event(events, "EmergencyExitCleared")
-    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["to"] == "ACTIVE")
+    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["state"] == "ACTIVE")
     assert engine.core.breaker.emergency_phase is None
     await finish(engine, task)
 

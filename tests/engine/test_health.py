@@ -6,8 +6,9 @@ from engine.breaker import SYSTEM, VOLATILITY, CircuitBreaker
 from engine.clock import SimulatedClock
 from engine.config import BreakerConfig
 from engine.errors import ExchangeUnavailableException
+from engine.events import Event
 from engine.health import SystemHealthMonitor
-from engine.models import CircuitState, Event
+from engine.models import CircuitState
 
 CONFIG = BreakerConfig(api_error_threshold=2, api_error_window_s=10.0, cooldown_s=5.0, latching=[])
 

@@ -95,7 +95,7 @@ async def test_a_granted_resume_lifts_the_latched_daily_loss_halt_and_is_audited
     latch_daily_loss(engine)
     granted = await engine.risk_gate.authorize_with_passphrase(Resume(source="console"), RISK_PASSPHRASE)
     await engine.submit(granted)
-    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["to"] == "ACTIVE")
+    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["state"] == "ACTIVE")
     assert not engine.core.limits.halted
     rows = {entry.action: entry for entry in await audit_entries(engine, "command.Resume")}
     authorised = rows["parameter_change"].detail
@@ -165,7 +165,7 @@ async def test_a_granted_reset_of_the_emergency_row_clears_the_latch_and_a_plain
     assert engine.core.trading_state is TradingState.HALTED
 
     await engine.submit(Resume(source="console"))
-    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["to"] == "ACTIVE")
+    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["state"] == "ACTIVE")
     assert engine.core.breaker.allows_entry(engine.clock.now_ms()).allowed
 
 
@@ -178,6 +178,6 @@ async def test_a_granted_resume_after_an_emergency_exit_clears_the_latch_and_all
     granted = await engine.risk_gate.authorize_with_passphrase(Resume(source="console"), RISK_PASSPHRASE)
     await engine.submit(granted)
     await wait_for_event(events, "EmergencyExitCleared")
-    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["to"] == "ACTIVE")
+    await wait_for_event(events, "TradingStateChanged", lambda e: e.data["state"] == "ACTIVE")
     breaker = engine.core.breaker
     assert breaker.emergency_phase is None and breaker.allows_entry(engine.clock.now_ms()).allowed

@@ -18,7 +18,7 @@ import pytest
 from engine.commands import EmergencyExit
 from engine.errors import StopWouldTriggerException
 from engine.execution.booking import floor_to_lot
-from engine.models import Candles, CircuitState, Side, TradingState
+from engine.models import Candles, CircuitState, ExitKind, Side, TradingState
 from tests.engine.live_rig import (
     HISTORY_BARS,
     LiveRig,
@@ -158,6 +158,8 @@ async def test_a_gap_through_the_stop_becomes_one_market_exit_not_an_order_storm
     posts = rig.fake.order_posts(SYMBOL)
     assert len(posts) == 4, "entry, stop, the refused stop, one market exit"
     assert "StopRefused" in _kinds(rig) and "PositionClosed" in _kinds(rig)
+    [trade] = rig.engine.portfolio.closed_trades
+    assert trade.exit_kind is ExitKind.STOP, "a stop exit, though sold at market (the backtest's kind)"
     assert rig.held("BTC") < Decimal("0.00001"), "what is left is dust under one lot"
     assert rig.engine.portfolio.dust.get(SYMBOL, 0.0) == pytest.approx(float(rig.held("BTC")), abs=1e-12)
 

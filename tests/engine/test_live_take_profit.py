@@ -21,7 +21,7 @@ from engine.data.live_feed import ClosedCandle
 from engine.decision import DecisionCore, EntryDecision, StopMoved
 from engine.execution.booking import floor_to_lot
 from engine.execution.protection import ProtectionState
-from engine.models import Candles, OrderStatus, OrderType
+from engine.models import Candles, ExitKind, OrderKind, OrderStatus, OrderType
 from engine.portfolio import Portfolio
 from engine.store import Store
 from tests.engine.live_rig import (
@@ -164,8 +164,9 @@ async def test_the_price_reaching_the_target_fills_the_limit_leg_and_closes_as_t
     assert closed.data["exit"] == pytest.approx(float(maker.price)), "the real one: the limit leg's own price"
     [trade] = rig.engine.portfolio.closed_trades
     assert trade.reason == "take_profit" and SYMBOL not in rig.engine.portfolio.positions
+    assert trade.exit_kind is ExitKind.TARGET, "the backtest's kind for the same exit"
     row = await rig.engine.store.get_order(maker.client_order_id)
-    assert row is not None and row.status is OrderStatus.FILLED
+    assert row is not None and row.status is OrderStatus.FILLED and row.kind is OrderKind.TAKE_PROFIT
     assert row.price == pytest.approx(target, abs=TICK / 2) and row.average_price == pytest.approx(float(maker.price))
     [fill] = await rig.engine.store.fills(maker.client_order_id)
     assert fill.fee == pytest.approx(float(maker.orig_qty * maker.price) * float(MAKER_FEE))
@@ -189,6 +190,7 @@ async def test_the_price_hitting_the_stop_fills_the_stop_leg_and_the_target_expi
     closed = await rig.wait_event("PositionClosed")
     assert closed.data["reason"] == "stop" and "modelled_exit" not in closed.data
     assert rig.engine.portfolio.closed_trades[-1].reason == "stop"
+    assert rig.engine.portfolio.closed_trades[-1].exit_kind is ExitKind.STOP
     target_row = await rig.engine.store.get_order(maker.client_order_id)
     assert target_row is not None and target_row.status is OrderStatus.CANCELED
     assert await rig.engine.store.open_orders(SYMBOL) == []
@@ -289,6 +291,7 @@ async def test_without_a_resting_target_the_engine_exits_at_market_on_the_bar_th
             [sell] = rig.orders(side="SELL", kind="MARKET")
             row = await rig.engine.store.get_order(sell.client_order_id)
             assert row is not None and row.reason == "exit: take_profit"
+            assert (row.kind, row.exit_kind) == (OrderKind.EXIT, ExitKind.TARGET)
             assert (row.price, row.average_price) == (target, pytest.approx(real)), "modelled and real price"
             assert stop.status == "CANCELED" and rig.engine.portfolio.closed_trades[-1].reason == "take_profit"
         finally:
@@ -340,5 +343,6 @@ async def test_restart_after_a_leg_filled_while_down_books_the_close(
     finally:
         await second.stop()
     async with await Store.open(tmp_path / "tradebot.sqlite3") as store:
-        assert [t.reason for t in await store.trades()] == [trade.reason]
+        assert [(t.reason, t.exit_kind) for t in await store.trades()] == [(trade.reason, trade.exit_kind)]
+        assert trade.exit_kind is (ExitKind.TARGET if leg == "target" else ExitKind.STOP)
         assert await store.open_positions() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StoreException
-from engine.models import OrderStatus
+from engine.models import ExitKind, OrderKind, OrderStatus
 from engine.store import LATEST_VERSION, MIGRATIONS, Store
 from engine.store.migrations import SCHEMA_VERSION_DDL
 
@@ -128,3 +128,63 @@ async def test_a_file_that_is_not_sqlite_is_refused_naming_it(tmp_path: Path) ->
     with pytest.raises(StoreException) as raised:
         await Store.open(path)
     assert str(path) in str(raised.value)
+
+
+def _create_v2_file_with_reasons(path: Path) -> None:
+    """A version-2 file whose trades and orders carry their kinds only in the reason texts."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(SCHEMA_VERSION_DDL)
+    for step in MIGRATIONS[:2]:
+        for statement in step.statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (?, 'old', 0)", (step.version,))
+    reasons = ["stop", "trailing_stop", "take_profit", "signal: EMA cross down", "risk limit: daily_loss 5.1%",
+               "emergency exit: console", "end of data", "manual close (telegram:7)", "reconciled: not held"]
+    for i, reason in enumerate(reasons):
+        conn.execute("INSERT INTO trades (symbol, side, quantity, entry_price, exit_price, entry_ms, exit_ms, pnl,"
+                     " reason) VALUES ('BTC/USDT', 'long', 1, 100, 101, ?, ?, 1, ?)", (i, i + 1, reason))
+    orders = [("tb-e", "entry: squeeze fired; risk 1%"), ("tb-x", "exit: signal: EMA cross down"),
+              ("tb-t", "exit: take_profit"), ("tb-s", "stop: protective"), ("tb-s-tp", "target: take_profit"),
+              ("sim-BTCUSDT-5-in", "paper"), ("sim-BTCUSDT-9-out", "paper"), ("tb-?", "")]
+    for cid, reason in orders:
+        conn.execute("INSERT INTO orders (client_order_id, symbol, side, type, quantity, status, reason, created_ms)"
+                     " VALUES (?, 'BTC/USDT', 'sell', 'market', 1, 'filled', ?, 1)", (cid, reason))
+    conn.close()
+
+
+async def test_v3_back_fills_trade_exit_kinds_once_from_the_old_reason_rule(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _create_v2_file_with_reasons(path)
+    async with Store.open(path) as store:
+        kinds = [trade.exit_kind for trade in await store.trades()]
+    assert kinds == [ExitKind.STOP, ExitKind.TRAILING_STOP, ExitKind.TARGET, ExitKind.SIGNAL, ExitKind.RISK_LIMIT,
+                     ExitKind.EMERGENCY_EXIT, ExitKind.END_OF_DATA, ExitKind.MANUAL, ExitKind.MANUAL]
+
+
+async def test_v3_back_fills_order_kinds_and_exit_kinds_from_the_reason_prefixes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _create_v2_file_with_reasons(path)
+    async with Store.open(path) as store:
+        orders = {cid: await store.get_order(cid) for cid in
+                  ("tb-e", "tb-x", "tb-t", "tb-s", "tb-s-tp", "sim-BTCUSDT-5-in", "sim-BTCUSDT-9-out", "tb-?")}
+    assert {cid: (o.kind, o.exit_kind) for cid, o in orders.items() if o is not None} == {
+        "tb-e": (OrderKind.ENTRY, None),
+        "tb-x": (OrderKind.EXIT, ExitKind.SIGNAL),
+        "tb-t": (OrderKind.EXIT, ExitKind.TARGET),
+        "tb-s": (OrderKind.STOP, None),
+        "tb-s-tp": (OrderKind.TAKE_PROFIT, None),
+        "sim-BTCUSDT-5-in": (OrderKind.ENTRY, None),
+        "sim-BTCUSDT-9-out": (OrderKind.EXIT, None),
+        "tb-?": (None, None),
+    }
+
+
+async def test_v3_columns_refuse_a_kind_that_is_not_one(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    async with Store.open(path):
+        pass
+    conn = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO trades (symbol, side, quantity, entry_price, exit_price, entry_ms, exit_ms, pnl,"
+                     " exit_kind) VALUES ('BTC/USDT', 'long', 1, 100, 101, 0, 1, 1, 'take_profit')")
+    conn.close()

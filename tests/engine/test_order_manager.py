@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.decision import EntryDecision, ExitDecision, StopMoved
-from engine.models import OrderStatus, PositionSide
+from engine.models import ExitKind, OrderKind, OrderStatus, PositionSide
 from engine.store import Store
 from tests.engine.live_rig import (
     HISTORY_BARS,
@@ -121,7 +121,7 @@ async def test_exit_cancels_the_stop_sells_the_position_and_records_the_trade(ri
     await _enter(rig)
     rig.engine.core.pending.add(SYMBOL)
 
-    await rig.manager.execute((ExitDecision(SYMBOL, 2_000, "signal: test exit"),))
+    await rig.manager.execute((ExitDecision(SYMBOL, 2_000, "signal: test exit", ExitKind.SIGNAL),))
 
     assert rig.open_stops() == []
     [sell] = rig.orders(side="SELL", kind="MARKET")
@@ -130,6 +130,7 @@ async def test_exit_cancels_the_stop_sells_the_position_and_records_the_trade(ri
     assert SYMBOL not in rig.engine.portfolio.positions and SYMBOL not in rig.engine.core.pending
     [trade] = rig.engine.portfolio.closed_trades
     assert trade.reason == "signal: test exit" and trade.quantity == pytest.approx(0.00999)
+    assert trade.exit_kind is ExitKind.SIGNAL
     assert await rig.engine.store.trades() == [trade]
     assert await rig.engine.store.open_positions() == []
     assert await rig.engine.store.open_orders() == []
@@ -140,7 +141,7 @@ async def test_partially_filled_exit_books_what_sold_and_protects_what_is_still_
     rig.engine.core.pending.add(SYMBOL)
     rig.fake.inject(*ORDER, Fault(FaultKind.PARTIAL_FILL, fill_ratio="0.5"))
 
-    await rig.manager.execute((ExitDecision(SYMBOL, 2_000, "signal: test exit"),))
+    await rig.manager.execute((ExitDecision(SYMBOL, 2_000, "signal: test exit", ExitKind.SIGNAL),))
 
     [sell] = rig.orders(side="SELL", kind="MARKET")
     assert sell.executed_qty == Decimal("0.00499")
@@ -189,7 +190,7 @@ async def test_uncertain_entry_is_settled_on_the_next_candle_without_a_second_or
     await _enter(rig)
 
     assert SYMBOL not in rig.engine.portfolio.positions and rig.manager.busy
-    [intent] = [o for o in await rig.engine.store.open_orders() if o.reason.startswith("entry")]
+    [intent] = [o for o in await rig.engine.store.open_orders() if o.kind is OrderKind.ENTRY]
     assert intent.status is OrderStatus.SUBMITTED
     await _until(lambda: fake.pending_bookings == 0)
     assert len(rig.orders(side="BUY")) == 1, "the exchange has the order now"

@@ -12,7 +12,8 @@ from engine.backtest.engine import BacktestEngine
 from engine.commands import ClosePosition, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
 from engine.config import ExchangeConfig
 from engine.errors import ConfigException
-from engine.models import TradingState
+from engine.events import PositionClosed
+from engine.models import ExitKind, TradingState
 from engine.risk_gate import RiskChangeRefused
 from engine.runtime import build_engine
 from engine.security.audit import AuditLog
@@ -70,12 +71,12 @@ async def test_halt_then_resume_changes_the_trading_state_through_events(tmp_pat
     await engine.submit(Halt(source="console", reason="test"))
     halted = await wait_for_event(events, "TradingStateChanged")
     await engine.wait_idle()
-    assert halted.data["to"] == "HALTED"
+    assert halted.data["state"] == "HALTED"
     assert engine.snapshot() is not None and engine.snapshot().trading_state is TradingState.HALTED
 
     await engine.submit(Resume(source="telegram:1"))
     resumed = await wait_for_event(events, "TradingStateChanged")
-    assert resumed.data["to"] == "ACTIVE"
+    assert resumed.data["state"] == "ACTIVE"
     accepted = await wait_for_event(events, "CommandAccepted", lambda e: e.data["command"] == "Resume")
     assert accepted.data["source"] == "telegram:1"
     await finish(engine, task)
@@ -147,7 +148,8 @@ async def test_close_position_closes_that_symbol_and_refuses_a_flat_one(tmp_path
     await wait_for_event(events, "CommandAccepted", lambda e: e.data["command"] == "ClosePosition")
     engine.resume_candles()
     closed = await wait_for_event(events, "PositionClosed")
-    assert closed.data["symbol"] == "BTC/USDT" and closed.data["reason"] == "manual"
+    assert isinstance(closed, PositionClosed) and closed.symbol == "BTC/USDT"
+    assert (closed.exit_kind, closed.reason) == (ExitKind.MANUAL, "manual close (console)")
 
     await engine.submit(ClosePosition(source="console", symbol="BTC/USDT"))
     refused = await wait_for_event(events, "CommandRejected")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from engine.commands import Halt, Resume
-from engine.models import CircuitState, Event
+from engine.events import Event
+from engine.models import CircuitState
 from tests.engine.live_rig import (
     HISTORY_BARS,
     LiveRig,
@@ -91,9 +92,9 @@ async def test_engine_blocks_entries_while_tripped_obeys_commands_and_trades_aga
     await rig.wait_event("BreakerTripped", _system)
 
     await engine.submit(Halt(source="console", reason="outage"))
-    assert (await rig.wait_event("TradingStateChanged")).data["to"] == "HALTED"
+    assert (await rig.wait_event("TradingStateChanged")).data["state"] == "HALTED"
     await engine.submit(Resume(source="console"))
-    assert (await rig.wait_event("TradingStateChanged")).data["to"] == "ACTIVE"
+    assert (await rig.wait_event("TradingStateChanged")).data["state"] == "ACTIVE"
 
     sample, entry = rig.sample, rig.entry_index  # type: ignore[attr-defined]
     assert await engine.process_candle(closed_candle(sample, entry))

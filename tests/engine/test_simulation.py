@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from engine.fills import FillModel
-from engine.models import PositionSide
+from engine.models import ExitKind, OrderKind, PositionSide
 from tests.engine.decision_fixtures import HOUR_MS, START_MS, account, candles, prepared, run
 
 SLIP = 0.0005
@@ -42,7 +42,7 @@ def test_stop_inside_a_bar_fills_at_the_stop_minus_slippage() -> None:
     item, sim = _entry_then((99, 99.5, 97.5, 98.5))
     run(sim, item, upto=3)
     (record,) = sim.log.trades
-    assert record.exit_kind == "stop"
+    assert record.exit_kind is record.trade.exit_kind is ExitKind.STOP
     assert record.trade.exit_price == pytest.approx(98.0 * (1 - SLIP))
     assert not record.stop_and_target_in_one_bar
 
@@ -67,7 +67,7 @@ def test_target_inside_a_bar_fills_at_the_target_without_slippage() -> None:
     item, sim = _entry_then((102, 104.5, 101, 103))
     run(sim, item, upto=3)
     (record,) = sim.log.trades
-    assert record.exit_kind == "target"
+    assert record.exit_kind is record.trade.exit_kind is ExitKind.TARGET
     assert record.trade.exit_price == pytest.approx(104.0)
 
 
@@ -88,7 +88,7 @@ def test_exit_signal_fills_at_the_next_open_minus_slippage() -> None:
     item = prepared(bars, entries={0: 1}, exits=[2])
     sim = run(account(), item)
     (record,) = sim.log.trades
-    assert record.exit_kind == "signal"
+    assert record.exit_kind is record.trade.exit_kind is ExitKind.SIGNAL
     assert record.trade.exit_price == pytest.approx(101.4 * (1 - SLIP))
     assert record.trade.exit_ms == START_MS + 3 * HOUR_MS
 
@@ -98,7 +98,7 @@ def test_close_all_at_end_of_data_marks_the_exit_kind() -> None:
     run(sim, item, upto=3)
     sim.close_all_at({"TEST/USDT": 101.0}, START_MS + 3 * HOUR_MS)
     (record,) = sim.log.trades
-    assert record.exit_kind == "end_of_data"
+    assert record.exit_kind is record.trade.exit_kind is ExitKind.END_OF_DATA
     assert record.trade.exit_price == pytest.approx(101 * (1 - SLIP))
     assert sim.idle
 
@@ -128,3 +128,13 @@ def test_event_counts_are_the_same_whether_or_not_the_events_are_kept() -> None:
     assert counted.log.event_counts == kept.log.event_counts
     assert {"PositionOpened", "PositionClosed"} <= set(counted.log.event_counts)
     assert counted.log.events == []
+
+
+def test_each_simulated_fill_has_its_filled_order_with_the_kind_it_was_placed_as() -> None:
+    item, sim = _entry_then((102, 104.5, 101, 103))
+    run(sim, item, upto=3)
+    assert [(o.client_order_id, o.kind, o.exit_kind) for o in sim.log.orders] == [
+        (fill.client_order_id, kind, exit_kind)
+        for fill, kind, exit_kind in zip(sim.log.fills, (OrderKind.ENTRY, OrderKind.EXIT), (None, ExitKind.TARGET),
+                                         strict=True)
+    ]

@@ -21,8 +21,10 @@ from engine.models import (
     Candles,
     ClosedTrade,
     EquityPoint,
+    ExitKind,
     Fill,
     Order,
+    OrderKind,
     OrderStatus,
     OrderType,
     Position,
@@ -98,9 +100,9 @@ async def test_transaction_rollback_leaves_database_unchanged(store: Store) -> N
 async def test_transaction_commits_all_writes_together(store: Store) -> None:
     async with store.transaction():
         await store.upsert_candles(make_candles([0]))
-        await store.set_state("trading_state", "REDUCING")
+        await store.set_state("trading_state", "HALTED")
     assert raw_count(store.path, "candles") == 1
-    assert await store.get_state("trading_state") == "REDUCING"
+    assert await store.get_state("trading_state") == "HALTED"
 
 
 async def test_sqlite_error_inside_a_write_surfaces_as_store_exception_naming_the_file(store: Store) -> None:
@@ -298,7 +300,8 @@ async def test_record_fill_closing_a_position_deletes_it_and_keeps_the_trade(sto
         T0 + 99,
         pnl=124.9,
         fees=0.1,
-        reason="trailing_stop",
+        reason="trailing stop crossed",
+        exit_kind=ExitKind.TRAILING_STOP,
     )
     await store.save_order(make_order("tb-2", side=Side.SELL, reduce_only=True))
     exit_fill = Fill("tb-2", "BTC/USDT", Side.SELL, 0.125, 31_000.0, 0.07, T0 + 99, "USDT", "t2")
@@ -391,7 +394,7 @@ async def test_kv_state_stores_json_values_and_enums(store: Store) -> None:
 
 
 async def test_status_summary_has_the_documented_keys_and_is_json(store: Store) -> None:
-    await store.set_state("trading_state", TradingState.REDUCING)
+    await store.set_state("trading_state", TradingState.HALTED)
     await store.save_order(make_order())
     await store.save_position(make_position())
     await store.append_equity(EquityPoint(T0, 1000.0, 800.0, 200.0))
@@ -400,7 +403,7 @@ async def test_status_summary_has_the_documented_keys_and_is_json(store: Store) 
     summary = await store.status_summary()
 
     assert {"trading_state", "positions", "orders", "equity", "breakers"} <= summary.keys()
-    assert summary["trading_state"] == "REDUCING"
+    assert summary["trading_state"] == "HALTED"
     assert summary["positions"][0]["symbol"] == "BTC/USDT" and summary["positions"][0]["side"] == "long"
     assert summary["orders"][0]["client_order_id"] == "tb-1" and summary["orders"][0]["status"] == "intent"
     assert summary["equity"] == {"time_ms": T0, "equity": 1000.0, "cash": 800.0, "unrealized_pnl": 200.0}
@@ -493,3 +496,12 @@ async def test_sigkill_mid_transaction_keeps_committed_rows_and_drops_the_rest(t
     async with Store.open(path) as store:
         assert len(await store.read_candles("BTC/USDT", "1m")) == 1000
         assert await store.get_state("trading_state") is None
+
+
+async def test_an_order_s_kind_and_exit_kind_are_stored_and_read_back_as_enums(store: Store) -> None:
+    order = replace(make_order("tb-x", side=Side.SELL), kind=OrderKind.EXIT, exit_kind=ExitKind.TARGET,
+                    reason="exit: take_profit")
+    await store.save_order(order)
+    await store.save_order(replace(order, status=OrderStatus.FILLED))
+    stored = await store.get_order("tb-x")
+    assert stored is not None and stored.kind is OrderKind.EXIT and stored.exit_kind is ExitKind.TARGET

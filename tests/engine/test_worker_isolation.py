@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from engine.config import TelegramConfig
 from engine.errors import EngineFailedException
-from engine.models import Candles, Event
+from engine.models import Candles
 from engine.runtime import TradingEngine, build_engine
 from engine.security.redaction import uninstall_secret_redaction
 from engine.store import Store
@@ -41,6 +41,7 @@ from tests.engine.live_rig import (
 )
 from tests.engine.notify.conftest import FAST_TUNING, PRIVATE_CHAT, TOKEN
 from tests.engine.runtime_helpers import btc_window, make_settings, renamed, start
+from tests.event_samples import happened
 from tests.fakes.fake_binance import FakeBinance
 from tests.fakes.fake_bot_api import FakeBotApi, SentMessage
 
@@ -192,7 +193,7 @@ def break_snapshots_once(engine: TradingEngine) -> Callable[[], None]:
     def trigger() -> None:
         nonlocal armed
         armed = True
-        engine.emit(Event("TestPoke", engine.clock.now_ms(), "wake the snapshot publisher"))
+        engine.emit(happened(engine.clock.now_ms(), "wake the snapshot publisher"))
 
     engine.build_snapshot = flaky  # type: ignore[method-assign]
     return trigger

@@ -8,11 +8,14 @@ response to a command, so tests can check the console waits for the engine to re
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from engine.bus import Bus
 from engine.commands import Command
-from engine.models import BreakerStatus, CircuitState, Event, Position, PositionSide, TradingState
+from engine.events import Event, Severity
+from engine.models import BreakerStatus, CircuitState, EngineState, Position, PositionSide, TradingState
 from engine.snapshot import EngineSnapshot, SymbolView
+from tests.event_samples import filled, tripped
 
 T0_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 HOUR_MS = 3_600_000
@@ -76,12 +79,22 @@ def crafted_symbols() -> tuple[SymbolView, ...]:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class EngineStarted(Event):
+    """A display-only event of the crafted history."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskWarning(Event):
+    """A display-only event of the crafted history."""
+
+
 def crafted_events() -> tuple[Event, ...]:
     return (
-        Event("EngineStarted", T0_MS - 6 * HOUR_MS, "paper engine started on replay feed"),
-        Event("OrderFilled", T0_MS - 5 * HOUR_MS, "BUY 0.015 BTC/USDT @ 64,000.00"),
-        Event("BreakerTripped", T0_MS - 40 * 60_000, "loss breaker tripped: 5 consecutive losses", severity="critical"),
-        Event("RiskWarning", T0_MS - 10 * 60_000, "drawdown at 80% of its limit", severity="warning"),
+        EngineStarted(time_ms=T0_MS - 6 * HOUR_MS, message="paper engine started on replay feed"),
+        filled(T0_MS - 5 * HOUR_MS, "BUY 0.015 BTC/USDT @ 64,000.00"),
+        tripped(T0_MS - 40 * 60_000, message="loss breaker tripped: 5 consecutive losses"),
+        RiskWarning(time_ms=T0_MS - 10 * 60_000, message="drawdown at 80% of its limit", severity=Severity.WARNING),
     )
 
 
@@ -109,6 +122,6 @@ def crafted_snapshot(**changes: object) -> EngineSnapshot:
         symbols=crafted_symbols(),
         equity_history=equity_history,
         recent_events=crafted_events(),
-        engine_state="running",
+        engine_state=EngineState.RUNNING,
     )
     return dataclasses.replace(snapshot, **changes)  # type: ignore[arg-type]

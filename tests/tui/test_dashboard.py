@@ -7,7 +7,8 @@ import dataclasses
 from textual.widgets import DataTable, Static
 
 from engine.config import Settings
-from engine.models import Event, TradingState
+from engine.models import TradingState
+from tests.event_samples import filled
 from tests.tui.conftest import publish_and_wait, wait_until_shown
 from tests.tui.engine_double import T0_MS, RecordingEngine, crafted_snapshot
 from tradebot_tui.app import create_app
@@ -127,7 +128,7 @@ async def test_event_log_starts_from_the_snapshot_history_then_appends_live_even
         await publish_and_wait(pilot, engine, snapshot)
         log = app.query_one(EventLog)
         assert log.shown == list(snapshot.recent_events)
-        fill = Event("OrderFilled", T0_MS + 60_000, "SELL 0.8 ETH/USDT @ 3,380.00")
+        fill = filled(T0_MS + 60_000, "SELL 0.8 ETH/USDT @ 3,380.00")
         engine.bus.publish_event(fill)
         following = dataclasses.replace(snapshot, time_ms=T0_MS + 60_000, recent_events=(*snapshot.recent_events, fill))
         await publish_and_wait(pilot, engine, following)

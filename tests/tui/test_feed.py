@@ -9,7 +9,7 @@ import dataclasses
 from textual.message import Message
 
 from engine.bus import Bus
-from engine.models import Event
+from tests.event_samples import filled
 from tests.tui.engine_double import T0_MS, crafted_snapshot
 from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots
 
@@ -41,7 +41,7 @@ async def test_every_event_is_forwarded_in_order_even_when_snapshots_are_skipped
     subscription = bus.subscribe("console")
     posted: list[Message] = []
     pump = asyncio.create_task(pump_snapshots(subscription, posted.append, MAX_PER_SECOND))
-    events = [Event("OrderFilled", T0_MS + i, f"fill {i}") for i in range(30)]
+    events = [filled(T0_MS + i, f"fill {i}") for i in range(30)]
     for i, event in enumerate(events):
         bus.publish_event(event)
         bus.publish_snapshot(dataclasses.replace(crafted_snapshot(), time_ms=T0_MS + i))

@@ -12,7 +12,7 @@ from engine.commands import ClosePosition, EmergencyExit, Halt, Resume
 from engine.config import Settings
 from engine.models import TradingState
 from tests.tui.conftest import publish_and_wait
-from tests.tui.engine_double import T0_MS, RecordingEngine, crafted_snapshot
+from tests.tui.engine_double import RecordingEngine, crafted_snapshot
 from tradebot_tui.app import EMERGENCY_WORD, create_app, quit_consequence
 from tradebot_tui.screens.backtest import BacktestScreen
 from tradebot_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
@@ -41,17 +41,13 @@ async def test_h_is_dimmed_and_sends_nothing_while_halted(engine: RecordingEngin
     assert engine.commands == []
 
 
-async def test_r_sends_resume_when_halted_or_reducing(engine: RecordingEngine) -> None:
+async def test_r_sends_resume_when_halted(engine: RecordingEngine) -> None:
     app = create_app(Settings(), engine)
     async with app.run_test(size=SIZE) as pilot:
         await publish_and_wait(pilot, engine, crafted_snapshot(trading_state=TradingState.HALTED))
         await pilot.press("r")
         await pilot.pause()
-        reducing = crafted_snapshot(trading_state=TradingState.REDUCING, time_ms=T0_MS + 1)
-        await publish_and_wait(pilot, engine, reducing)
-        await pilot.press("r")
-        await pilot.pause()
-    assert [type(c) for c in engine.commands] == [Resume, Resume]
+    assert [type(c) for c in engine.commands] == [Resume]
 
 
 async def test_r_is_dimmed_and_sends_nothing_while_active(engine: RecordingEngine) -> None:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from engine.config import Settings
+from engine.models import EngineState
 
 log = logging.getLogger("tradebot.run")
 
@@ -51,7 +52,7 @@ async def _run(engine: Any) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stopper(engine, signum))
     await engine.run()
-    return 0 if engine.engine_state == "stopped" else 1
+    return 0 if engine.engine_state is EngineState.STOPPED else 1
 
 
 def _stopper(engine: Any, signum: int) -> Any:

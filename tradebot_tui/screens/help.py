@@ -25,8 +25,8 @@ HELP_TEXT = """\
 | `tab` | move between panes; arrows move the cursor |
 
 The header shows the mode (PAPER or LIVE), the exchange, feed health, the trading state
-(ACTIVE, REDUCING = exits only, HALTED) and the engine's state. A new trading state is shown
-only when the engine reports it.
+(ACTIVE, or HALTED = no new entries while open positions keep their stops and exits) and the
+engine's state. A new trading state is shown only when the engine reports it.
 
 **Quitting with open positions.** In paper mode positions live only in this session (they stay
 in the database and are restored on the next start). In live mode the positions stay open on the

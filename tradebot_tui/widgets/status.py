@@ -6,22 +6,21 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.models import TradingState
+from engine.models import EngineState, TradingState
 from engine.snapshot import EngineSnapshot
 from tradebot_tui import formatting as fmt
 
 MODE_STYLES = {"paper": "bold black on yellow", "live": "bold white on red"}
 STATE_STYLES = {
     TradingState.ACTIVE: "bold green",
-    TradingState.REDUCING: "bold dark_orange",
     TradingState.HALTED: "bold white on dark_red",
 }
 ENGINE_STATE_STYLES = {
-    "running": "green",
-    "starting": "yellow",
-    "stopping": "yellow",
-    "stopped": "red",
-    "error": "bold red",
+    EngineState.RUNNING: "green",
+    EngineState.STARTING: "yellow",
+    EngineState.STOPPING: "yellow",
+    EngineState.STOPPED: "red",
+    EngineState.ERROR: "bold red",
 }
 
 
@@ -65,7 +64,7 @@ class StatusBar(Static):
             line.append(" │ ")
             line.append(f" {snapshot.trading_state.value} ", style=STATE_STYLES.get(snapshot.trading_state, "bold"))
             line.append(" │ engine ")
-            line.append(snapshot.engine_state, style=ENGINE_STATE_STYLES.get(snapshot.engine_state, "bold"))
+            line.append(snapshot.engine_state.value, style=ENGINE_STATE_STYLES.get(snapshot.engine_state, "bold"))
             line.append(f" │ {fmt.timestamp(snapshot.time_ms)}")
         if self.engine_note:
             line.append(f" │ {self.engine_note}", style="bold red")

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from engine.bus import Bus
 from engine.commands import Command
 from engine.config import TelegramConfig
-from engine.models import BreakerStatus, CircuitState, Event, Position, PositionSide, TradingState
+from engine.events import Event
+from engine.models import BreakerStatus, CircuitState, Position, PositionSide, TradingState
 from engine.notify import NotifierTuning, RetryPolicy, TelegramNotifier
 from engine.security.redaction import uninstall_secret_redaction
 from engine.snapshot import EngineSnapshot

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.models import Event
 from engine.store import Store
 from tests.engine.notify.conftest import GROUP_CHAT, PRIVATE_CHAT, NotifierFactory, RecordingEngine
 from tests.engine.notify.test_notify_formatting import ALERT_CASES
+from tests.event_samples import filled, opened
 from tests.fakes.fake_bot_api import FakeBotApi
 
 
@@ -38,7 +38,7 @@ async def test_a_burst_of_alerts_is_coalesced_into_few_messages(
 ) -> None:
     await start_notifier()
     for index in range(30):
-        engine.publish(Event("StopMoved", index, "trail", {"symbol": f"COIN{index}/USDT", "new_stop": 1.0 + index}))
+        engine.publish(opened(index, f"COIN{index}/USDT", stop=1.0 + index))
     await wait_for_outbox(store, "sent", 30)
     delivered = api.texts_to(PRIVATE_CHAT)
     assert len(delivered) <= 3
@@ -51,11 +51,11 @@ async def test_routine_events_are_not_queued(
     api: FakeBotApi, store: Store, engine: RecordingEngine, start_notifier: NotifierFactory
 ) -> None:
     notifier = await start_notifier()
-    engine.publish(Event("OrderFilled", 1, "filled"))
-    engine.publish(Event("StopMoved", 2, "trail", {"symbol": "BTC/USDT", "new_stop": 1.0}))
+    engine.publish(filled(1))
+    engine.publish(opened(2))
     await wait_for_outbox(store, "sent", 1)
     await notifier.stop()
-    assert [row.kind for row in await store.outbox_messages()] == ["StopMoved"]
+    assert [row.kind for row in await store.outbox_messages()] == ["PositionOpened"]
 
 
 async def test_events_published_just_before_stop_stay_in_the_outbox(
@@ -64,6 +64,6 @@ async def test_events_published_just_before_stop_stay_in_the_outbox(
     notifier = await start_notifier()
     await api.stop()
     for index in range(5):
-        engine.publish(Event("PositionOpened", index, "opened", {"symbol": "BTC/USDT", "side": "long"}))
+        engine.publish(opened(index))
     await notifier.stop()
     assert len(await store.outbox_messages("pending")) == 5

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.models import Event
+from engine.events import (
+    BreakerEvent,
+    BreakerHalfOpened,
+    BreakerReset,
+    BreakerTripped,
+    EmergencyExitCompleted,
+    EmergencyExitStarted,
+    Event,
+    OrderRejected,
+    PositionClosed,
+    PositionOpened,
+    RiskLimitBreached,
+    RiskLimitChanged,
+    RiskLimitEvent,
+    RiskLimitWarning,
+    Severity,
+    SystemError,
+    TradingStateChanged,
+)
+from engine.models import CircuitState, ExitKind, PositionSide, TradingState
 from engine.notify.formatting import TELEGRAM_MAX_TEXT_CHARS, coalesce, format_event, join_texts
 from engine.notify.views import (
     DailyTally,
@@ -17,117 +38,75 @@ from engine.notify.views import (
     format_status,
 )
 from tests.engine.notify.conftest import make_snapshot
+from tests.event_samples import closed, filled, happened, tripped
 
 T = 1_704_225_600_000
+
+def _breaker(cls: type[BreakerEvent], name: str, reason: str, **fields: Any) -> BreakerEvent:
+    values: dict[str, Any] = {"previous": CircuitState.CLOSED, "state": CircuitState.OPEN, "value": 5.0,
+                              "threshold": 5.0, "since_ms": T, "resume_after_ms": None, "latching": False}
+    return cls(time_ms=T, message=cls.__name__, breaker=name, reason=reason, **(values | fields))
+
+
+def _limit(cls: type[RiskLimitEvent], name: str, value: float, limit: float) -> RiskLimitEvent:
+    return cls(time_ms=T, message="limit", limit=name, value_pct=value, limit_pct=limit, distance_pct=limit - value,
+               equity=9_500.0)
+
 
 # (event, substrings the alert must contain)
 ALERT_CASES: list[tuple[Event, list[str]]] = [
     (
-        Event(
-            "PositionOpened",
-            T,
-            "opened",
-            {"symbol": "BTC/USDT", "side": "long", "qty": 0.05, "entry": 42000.0, "stop": 41000.0},
-        ),
-        ["Position opened LONG BTC/USDT", "0.05", "42,000", "41,000"],
+        PositionOpened(time_ms=T, message="opened", symbol="BTC/USDT", side=PositionSide.LONG, qty=0.05,
+                       price=42000.0, stop=41000.0, target=44000.0),
+        ["Position opened LONG BTC/USDT", "0.05", "42,000", "41,000", "44,000"],
     ),
     (
-        Event(
-            "PositionClosed",
-            T,
-            "closed",
-            {"symbol": "ETH/USDT", "side": "long", "qty": 1.5, "entry": 2200.0, "exit": 2300.0, "pnl": 150.0},
-        ),
-        ["Position closed LONG ETH/USDT", "2,200 → 2,300", "+150.00", "✅"],
+        PositionClosed(time_ms=T, message="closed", symbol="ETH/USDT", side=PositionSide.LONG, qty=1.5,
+                       entry=2200.0, exit=2300.0, pnl=150.0, exit_kind=ExitKind.TARGET, reason="take_profit"),
+        ["Position closed LONG ETH/USDT", "2,200 → 2,300", "+150.00", "✅", "target (take_profit)"],
     ),
     (
-        Event(
-            "PositionClosed",
-            T,
-            "closed",
-            {
-                "symbol": "SOL/USDT",
-                "side": "short",
-                "qty": 10,
-                "entry": 100.0,
-                "exit": 104.0,
-                "pnl": -40.0,
-                "reason": "stop hit",
-            },
-        ),
-        ["Position closed SHORT SOL/USDT", "-40.00", "🔻", "stop hit"],
+        PositionClosed(time_ms=T, message="closed", symbol="SOL/USDT", side=PositionSide.SHORT, qty=10,
+                       entry=100.0, exit=104.0, pnl=-40.0, exit_kind=ExitKind.STOP, reason="stop"),
+        ["Position closed SHORT SOL/USDT", "-40.00", "🔻", "Exit: stop"],
     ),
     (
-        Event(
-            "StopMoved",
-            T,
-            "trail",
-            {"symbol": "BTC/USDT", "old_stop": 41000.0, "new_stop": 41500.0, "reason": "trailing"},
-        ),
-        ["Stop moved BTC/USDT", "41,000 → 41,500", "trailing"],
+        _breaker(BreakerTripped, "loss", "5 losses in a row", resume_after_ms=T + 3_600_000),
+        ["🚨", "Circuit breaker tripped: loss", "5 losses in a row", "Resumes after: 2024-01-02 21:00 UTC"],
+    ),
+    (_breaker(BreakerHalfOpened, "volatility", ""), ["Circuit breaker half-open: volatility"]),
+    (_breaker(BreakerReset, "volatility", "manual"), ["Circuit breaker reset: volatility", "manual"]),
+    (
+        _limit(RiskLimitWarning, "daily_loss", 4.0, 5.0),
+        ["⚠️", "Risk limit at 80%: daily_loss", "80.00%", "Distance to limit: <code>1.00%</code>"],
+    ),
+    (_limit(RiskLimitBreached, "drawdown", 10.2, 10.0), ["🚨", "Risk limit breached: drawdown", "102.00%"]),
+    (
+        EmergencyExitStarted(time_ms=T, message="exit", reason="telegram", actions=("cancel", "close")),
+        ["Emergency exit started", "telegram"],
     ),
     (
-        Event(
-            "BreakerTripped",
-            T,
-            "tripped",
-            {"breaker": "loss", "reason": "5 losses in a row", "value": 5, "threshold": 5},
-            severity="critical",
-        ),
-        ["🚨", "Circuit breaker tripped: loss", "5 losses in a row"],
+        EmergencyExitCompleted(time_ms=T, message="emergency exit complete; trading halted", reason="telegram"),
+        ["Emergency exit completed", "trading halted", "telegram"],
     ),
     (
-        Event("BreakerHalfOpened", T, "half", {"breaker": "volatility"}),
-        ["Circuit breaker half-open: volatility"],
-    ),
-    (
-        Event("BreakerReset", T, "reset", {"breaker": "volatility", "reason": "manual"}),
-        ["Circuit breaker reset: volatility", "manual"],
-    ),
-    (
-        Event(
-            "RiskLimitWarning",
-            T,
-            "80%",
-            {"limit": "daily_loss", "value": 4.0, "threshold": 5.0, "distance": 1.0},
-            severity="warning",
-        ),
-        ["⚠️", "Risk limit at 80%: daily_loss", "80.00%", "Distance to limit"],
-    ),
-    (
-        Event(
-            "RiskLimitBreached",
-            T,
-            "100%",
-            {"limit": "max_drawdown", "value": 10.2, "threshold": 10.0},
-            severity="critical",
-        ),
-        ["Risk limit breached: max_drawdown", "102.00%"],
-    ),
-    (
-        Event("EmergencyExitStarted", T, "exit", {"reason": "telegram", "positions": 3}, severity="critical"),
-        ["Emergency exit started", "Positions to close: <code>3</code>"],
-    ),
-    (
-        Event("EmergencyExitCompleted", T, "done", {"closed": 3, "pnl": -12.5}),
-        ["Emergency exit completed", "Positions closed: <code>3</code>", "-12.50"],
-    ),
-    (
-        Event("TradingStateChanged", T, "state", {"old": "ACTIVE", "new": "HALTED", "reason": "telegram:111"}),
+        TradingStateChanged(time_ms=T, message="state", previous=TradingState.ACTIVE, state=TradingState.HALTED,
+                            reason="telegram:111"),
         ["Trading state changed", "ACTIVE → HALTED", "telegram:111"],
     ),
     (
-        Event("SystemError", T, "exchange unreachable", {"component": "feed", "error": "timeout"}, severity="critical"),
+        SystemError(time_ms=T, message="exchange unreachable", symbol="BTC/USDT", error="timeout", task="feed",
+                    component="feed"),
         ["System error in feed", "exchange unreachable", "timeout"],
     ),
     (
-        Event(
-            "OrderRejected",
-            T,
-            "rejected",
-            {"symbol": "BTC/USDT", "side": "buy", "qty": 0.1, "reason": "insufficient funds"},
-        ),
-        ["Order rejected BUY BTC/USDT", "insufficient funds"],
+        OrderRejected(time_ms=T, message="BTC/USDT: entry refused: insufficient funds", symbol="BTC/USDT"),
+        ["Order rejected BTC/USDT", "insufficient funds"],
+    ),
+    (
+        RiskLimitChanged(time_ms=T, message="change", key="risk.max_daily_loss_percent", old=5.0, new=3.0,
+                         source="telegram:7", persisted=True),
+        ["Risk setting changed", "risk.max_daily_loss_percent", "5.0 → 3.0", "telegram:7"],
     ),
 ]
 
@@ -142,21 +121,17 @@ def test_each_alert_kind_states_its_facts(event: Event, expected: list[str]) -> 
         assert fragment in text
 
 
-def test_alert_without_data_falls_back_to_the_event_message() -> None:
-    text = format_event(Event("PositionClosed", T, "BTC closed at target"))
-    assert text is not None and "BTC closed at target" in text
-
-
 def test_alert_values_are_escaped_for_telegram_html() -> None:
-    text = format_event(Event("SystemError", T, "a < b & c > d", {"component": "<feed>"}))
+    text = format_event(SystemError(time_ms=T, message="a < b & c > d", symbol="X", error="e", task="t",
+                                    component="<feed>"))
     assert text is not None
     assert "a &lt; b &amp; c &gt; d" in text and "&lt;feed&gt;" in text
     assert "<feed>" not in text
 
 
 def test_routine_unknown_events_are_not_sent_but_critical_ones_are() -> None:
-    assert format_event(Event("OrderFilled", T, "filled")) is None
-    critical = format_event(Event("DatabaseCorrupted", T, "integrity check failed", severity="critical"))
+    assert format_event(filled(T)) is None
+    critical = format_event(happened(T, "integrity check failed", Severity.CRITICAL))
     assert critical is not None and "integrity check failed" in critical
 
 
@@ -184,10 +159,10 @@ def test_breakers_answer_shows_state_value_threshold_and_reason() -> None:
 
 def test_daily_report_counts_trades_wins_and_breaker_events() -> None:
     tally = DailyTally(since_ms=T - 86_400_000)
-    tally.record(Event("PositionClosed", T, "", {"pnl": 100.0}))
-    tally.record(Event("PositionClosed", T, "", {"pnl": -40.0}))
-    tally.record(Event("BreakerTripped", T, "", {"breaker": "loss"}))
-    tally.record(Event("OrderFilled", T, ""))
+    tally.record(closed(T, 100.0))
+    tally.record(closed(T, -40.0))
+    tally.record(tripped(T, "loss"))
+    tally.record(filled(T))
     text = format_daily_report(make_snapshot(), tally, T)
     for fragment in (
         "Daily report",

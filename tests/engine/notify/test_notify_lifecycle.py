@@ -9,7 +9,6 @@ from datetime import time as dt_time
 import pytest
 
 from engine.config import Settings
-from engine.models import Event
 from engine.notify import TelegramNotifier, create_notifier
 from engine.notify.notifier import bot_api_base_url
 from engine.notify.report import DailySchedule, next_occurrence_ms
@@ -24,6 +23,7 @@ from tests.engine.notify.conftest import (
     telegram_config,
 )
 from tests.engine.notify.test_notify_alerts import wait_for_outbox
+from tests.event_samples import closed, opened, tripped
 from tests.fakes.fake_bot_api import FakeBotApi
 
 DAY_MS = 86_400_000
@@ -64,10 +64,10 @@ async def test_the_token_never_reaches_the_log_even_with_debug_http_logging(
     await start_notifier()
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
     logging.getLogger("httpx").setLevel(logging.DEBUG)  # someone turns it up anyway
-    engine.publish(Event("PositionOpened", 1, "opened", {"symbol": "BTC/USDT"}))
+    engine.publish(opened(1, "BTC/USDT"))
     await wait_for_outbox(store, "sent", 1)
     await api.stop()  # and an outage, whose errors are logged too
-    engine.publish(Event("PositionOpened", 2, "opened", {"symbol": "ETH/USDT"}))
+    engine.publish(opened(2, "ETH/USDT"))
 
     async def logged_failure() -> None:
         while not any("not sent" in record.getMessage() for record in caplog.records):
@@ -97,7 +97,7 @@ async def test_a_rejected_token_is_logged_without_the_token_and_alerts_wait(
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(rejected(), 5.0)
-    engine.publish(Event("PositionOpened", 1, "opened", {"symbol": "BTC/USDT"}))
+    engine.publish(opened(1, "BTC/USDT"))
     await wait_for_outbox(store, "pending", 1)
     assert "rejected the bot token" in caplog.text
     assert wrong_token not in caplog.text and wrong_token.split(":")[1] not in caplog.text
@@ -109,8 +109,8 @@ async def test_daily_report_is_sent_once_at_the_configured_utc_time(
 ) -> None:
     engine.bus.publish_snapshot(make_snapshot())
     await start_notifier()
-    engine.publish(Event("PositionClosed", clock.now, "closed", {"symbol": "BTC/USDT", "pnl": 25.0}))
-    engine.publish(Event("BreakerTripped", clock.now, "tripped", {"breaker": "volatility"}))
+    engine.publish(closed(clock.now, 25.0))
+    engine.publish(tripped(clock.now, "volatility"))
     clock.now = JAN_2_2024_MS + 20 * 3_600_000  # 20:00 UTC
     (report,) = await api.wait_for_sent(lambda m: "Daily report" in m.text and m.chat_id == PRIVATE_CHAT)
     assert "<b>1</b>" in report.text and "+25.00" in report.text and "volatility tripped" in report.text

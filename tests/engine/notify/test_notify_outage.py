@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.commands import Halt
-from engine.models import Event
+from engine.events import Event
 from engine.notify import TelegramNotifier
 from engine.store import Store
 from tests.engine.notify.conftest import (
@@ -21,11 +21,12 @@ from tests.engine.notify.conftest import (
     telegram_config,
 )
 from tests.engine.notify.test_notify_alerts import wait_for_outbox
+from tests.event_samples import opened as sample_opened
 from tests.fakes.fake_bot_api import FakeBotApi
 
 
 def opened(index: int) -> Event:
-    return Event("PositionOpened", index, "opened", {"symbol": f"COIN{index}/USDT", "side": "long", "qty": 1})
+    return sample_opened(index, f"COIN{index}/USDT", qty=1.0)
 
 
 async def test_engine_keeps_publishing_and_taking_commands_while_telegram_is_down(
