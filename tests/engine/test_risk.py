@@ -287,8 +287,9 @@ def test_stop_is_always_on_the_loss_side_and_on_the_tick_grid(
         assert stop > entry
     assert is_step_multiple(stop, tick)
     # Never closer to entry than the ATR distance asks for (rounding goes away from entry), up to the
-    # float noise of prices this large (a tick of 1e-8 on a 1e6 price is at the edge of float precision).
-    slack = 16 * math.ulp(entry) + tick * STEP_EPS
+    # float noise of prices this large (a tick of 1e-8 on a 1e6 price is at the edge of float precision):
+    # the stop is k * tick with k ~ 1e14, so its own ulp (a short's stop can be far above entry) counts too.
+    slack = 16 * (math.ulp(entry) + math.ulp(stop)) + tick * STEP_EPS
     assert abs(entry - stop) >= min(multiple * entry * atr_ratio, entry - tick) - slack
 
 
