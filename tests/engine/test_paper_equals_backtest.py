@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 
 from engine import indicators as ind
 from engine.backtest.engine import BacktestEngine
-from engine.config import Settings
 from engine.data.csv_import import read_candle_file
 from engine.data.sample import load_sample, sample_files
 from engine.indicators_live import IncrementalMagicTrend, SeededRecursion
@@ -40,6 +39,7 @@ from engine.models import Candles, ClosedTrade
 from engine.runtime import build_engine
 from engine.strategy import PreparedSymbol, Strategy, StrategyParams
 from engine.strategy_live import IncrementalPreparer
+from tests.engine.prepared_columns import default_strategy, prepared_columns
 from tests.engine.runtime_helpers import make_settings
 from tests.shared_data import shared_data_path
 
@@ -48,29 +48,6 @@ HOUR_MS = 3_600_000
 BUNDLED = [(sample.symbol, sample.timeframe) for sample in sample_files()]
 REPLAYED = ("BTC/USDT", "5m")  # the whole series goes through the runtime (~8,900 bars)
 WARMUP = 500  # the replay's warm-up bars, as in test_runtime
-
-
-def _strategy(params: StrategyParams | None = None) -> Strategy:
-    config = Settings()
-    return Strategy(params or StrategyParams(), config.risk, config.breaker)
-
-
-def _columns(prepared: PreparedSymbol) -> dict[str, np.ndarray]:
-    """Every per-bar array a PreparedSymbol holds, by a readable name."""
-    columns: dict[str, np.ndarray] = {}
-    for frame_name in ("candles", "signals", "volume", "mtf"):
-        frame = getattr(prepared, frame_name)
-        for field in dataclasses.fields(frame):
-            value = getattr(frame, field.name)
-            if isinstance(value, np.ndarray):
-                columns[f"{frame_name}.{field.name}"] = value
-    for timeframe, trend in prepared.mtf.trends.items():
-        columns[f"mtf.trends.{timeframe}"] = trend
-    for field in dataclasses.fields(prepared):
-        value = getattr(prepared, field.name)
-        if isinstance(value, np.ndarray):
-            columns[field.name] = value
-    return columns
 
 
 def _first_difference(got: np.ndarray, want: np.ndarray) -> str:
@@ -83,7 +60,7 @@ def _first_difference(got: np.ndarray, want: np.ndarray) -> str:
 
 def assert_bit_identical(live: PreparedSymbol, vectorised: PreparedSymbol) -> None:
     """Every array of ``live`` has the bytes of the same bars of ``vectorised`` (its last len(live) bars)."""
-    got, want = _columns(live), _columns(vectorised)
+    got, want = prepared_columns(live), prepared_columns(vectorised)
     assert got.keys() == want.keys()
     for name, values in want.items():
         expected = np.ascontiguousarray(values[len(values) - len(live) :])
@@ -166,7 +143,7 @@ def test_the_true_range_step_is_the_vectorised_true_range() -> None:
 @pytest.mark.parametrize(("symbol", "timeframe"), BUNDLED, ids=[f"{s}-{t}" for s, t in BUNDLED])
 def test_every_bundled_series_fed_bar_by_bar_is_bit_identical_to_prepare(symbol: str, timeframe: str) -> None:
     candles = load_sample(symbol, timeframe)
-    strategy = _strategy()
+    strategy = default_strategy()
     live = _prime_and_feed(strategy, candles, len(candles) - TAIL_BARS)
     vectorised = strategy.prepare(candles)
     assert np.count_nonzero(np.isfinite(vectorised.atr[-TAIL_BARS:])) == TAIL_BARS
@@ -175,7 +152,7 @@ def test_every_bundled_series_fed_bar_by_bar_is_bit_identical_to_prepare(symbol:
 
 def test_a_series_fed_from_its_thirtieth_bar_is_bit_identical_through_every_seed() -> None:
     candles = load_sample("ETH/USDT", "1h").slice(0, 1300)  # the 1d ema(50) seeds at bar ~1,220
-    strategy = _strategy()
+    strategy = default_strategy()
     vectorised = strategy.prepare(candles)
     assert np.count_nonzero(vectorised.mtf.trends["1d"]) > 0, "the daily trend must start inside the fed bars"
     assert_bit_identical(_prime_and_feed(strategy, candles, 30), vectorised)
@@ -184,7 +161,7 @@ def test_a_series_fed_from_its_thirtieth_bar_is_bit_identical_through_every_seed
 def test_the_longest_real_history_is_bit_identical_on_its_last_bars() -> None:
     # 207,624 BTC/USDT 5m bars (2024-03 .. 2026-02): every recursion has run ~200k steps before the tail.
     candles = read_candle_file(shared_data_path("BTC_USDT-5m.csv.gz"), "BTC/USDT", "5m")
-    strategy = _strategy()
+    strategy = default_strategy()
     live = _prime_and_feed(strategy, candles, len(candles) - TAIL_BARS, max_bars=2 * TAIL_BARS)
     assert_bit_identical(live, strategy.prepare(candles))
 
@@ -249,7 +226,7 @@ SHORT_EMAS = StrategyParams(mtf_ema_fast=3, mtf_ema_slow=5, allow_short=True)  #
 @pytest.mark.parametrize("build", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
 def test_adversarial_series_fed_bar_by_bar_are_bit_identical_to_prepare(build: Any) -> None:
     candles = build(350)
-    strategy = _strategy(StrategyParams(allow_short=True))
+    strategy = default_strategy(StrategyParams(allow_short=True))
     vectorised = strategy.prepare(candles)
     assert np.count_nonzero(vectorised.signals.signal) > 0
     assert_bit_identical(_prime_and_feed(strategy, candles, 30), vectorised)
@@ -259,7 +236,7 @@ def test_a_flat_run_keeps_the_magic_trend_direction_of_every_timeframe_as_prepar
     # A flat close window has no cci (NaN): a started Magic Trend then points down, as in Pine; it must not
     # fall back to "warming up" (the live trend said 0 on 65 of these 1h bars before the fix).
     candles = _flat_runs(400)
-    strategy = _strategy(StrategyParams(mtf_trend_method="magic_trend"))
+    strategy = default_strategy(StrategyParams(mtf_trend_method="magic_trend"))
     vectorised = strategy.prepare(candles)
     assert (vectorised.mtf.trends["1h"][170:230] == -1).all()  # every 20-bar close window flat: no cci
     assert_bit_identical(_prime_and_feed(strategy, candles, 100), vectorised)
@@ -268,7 +245,7 @@ def test_a_flat_run_keeps_the_magic_trend_direction_of_every_timeframe_as_prepar
 @pytest.mark.parametrize("prime_bars", [1, 13, 21])
 def test_priming_on_any_prefix_of_a_flat_start_is_bit_identical(prime_bars: int) -> None:
     candles = _flat_runs(400).slice(140, 260)  # starts just before a flat run: cci and stdev windows flat
-    strategy = _strategy(SHORT_EMAS)
+    strategy = default_strategy(SHORT_EMAS)
     assert_bit_identical(_prime_and_feed(strategy, candles, prime_bars), strategy.prepare(candles))
 
 

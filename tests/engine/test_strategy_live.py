@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -10,43 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import Settings
 from engine.data.sample import load_sample
 from engine.models import Candles
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.strategy import PreparedSymbol, StrategyParams
 from engine.strategy_live import IncrementalPreparer
 from engine.symbol_state import SymbolHistory
+from tests.engine.prepared_columns import default_strategy, prepared_columns
 
 FLOAT_TOLERANCE = 1e-9  # relative; only the recursive ATR/ema sums differ (~1e-15)
-
-
-def _strategy(params: StrategyParams | None = None) -> Strategy:
-    config = Settings()
-    return Strategy(params or StrategyParams(), config.risk, config.breaker)
-
-
-def _columns(prepared: PreparedSymbol) -> dict[str, np.ndarray]:
-    """Every per-bar array a PreparedSymbol holds, by a readable name."""
-    columns: dict[str, np.ndarray] = {}
-    for frame_name in ("candles", "signals", "volume", "mtf"):
-        frame = getattr(prepared, frame_name)
-        for field in dataclasses.fields(frame):
-            value = getattr(frame, field.name)
-            if isinstance(value, np.ndarray):
-                columns[f"{frame_name}.{field.name}"] = value
-    for timeframe, trend in prepared.mtf.trends.items():
-        columns[f"mtf.trends.{timeframe}"] = trend
-    for field in dataclasses.fields(prepared):
-        value = getattr(prepared, field.name)
-        if isinstance(value, np.ndarray):
-            columns[field.name] = value
-    return columns
 
 
 def _assert_equal_tails(actual: PreparedSymbol, expected: PreparedSymbol) -> None:
     """``actual`` holds the last len(actual) bars of ``expected``, value for value."""
     count = len(actual)
-    got, want = _columns(actual), _columns(expected)
+    got, want = prepared_columns(actual), prepared_columns(expected)
     assert got.keys() == want.keys()
     for name, values in want.items():
         values = values[len(values) - count :]
@@ -75,7 +51,7 @@ def btc() -> Candles:
 
 
 def test_every_bar_equals_the_vectorised_prepare_on_real_btc(btc: Candles) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     preparer = IncrementalPreparer(strategy, max_bars=len(btc))
     preparer.prime(btc.slice(0, 500))
     live = _feed(preparer, btc, 500, len(btc))
@@ -89,7 +65,7 @@ def test_every_bar_equals_the_vectorised_prepare_on_real_btc(btc: Candles) -> No
 
 @pytest.mark.parametrize("checkpoint", [501, 1217, 2000])
 def test_the_prepared_returned_after_a_bar_equals_prepare_over_the_bars_so_far(btc: Candles, checkpoint: int) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     preparer = IncrementalPreparer(strategy, max_bars=len(btc))
     preparer.prime(btc.slice(0, 500))
     live = _feed(preparer, btc, 500, checkpoint)
@@ -107,7 +83,7 @@ def test_the_prepared_returned_after_a_bar_equals_prepare_over_the_bars_so_far(b
     ids=["short-and-volume", "ema-trend", "magic-trend", "higher-timeframes-only"],
 )
 def test_other_parameters_give_the_same_values_too(btc: Candles, params: StrategyParams) -> None:
-    strategy = _strategy(params)
+    strategy = default_strategy(params)
     candles = btc.slice(5, 1605)  # starts mid-day: the first 4h and 1d buckets are partial
     preparer = IncrementalPreparer(strategy, max_bars=len(candles))
     preparer.prime(candles.slice(0, 300))
@@ -115,7 +91,7 @@ def test_other_parameters_give_the_same_values_too(btc: Candles, params: Strateg
 
 
 def test_priming_on_a_few_bars_warms_every_indicator_up_like_prepare(btc: Candles) -> None:
-    strategy = _strategy(StrategyParams(mtf_ema_fast=3, mtf_ema_slow=5))
+    strategy = default_strategy(StrategyParams(mtf_ema_fast=3, mtf_ema_slow=5))
     candles = btc.slice(0, 700)
     preparer = IncrementalPreparer(strategy, max_bars=len(candles))
     preparer.prime(candles.slice(0, 3))  # before the ATR, its medians, swings, volume and signals exist
@@ -123,7 +99,7 @@ def test_priming_on_a_few_bars_warms_every_indicator_up_like_prepare(btc: Candle
 
 
 def test_gaps_in_the_candles_resample_like_prepare(btc: Candles) -> None:
-    strategy = _strategy(StrategyParams(mtf_ema_fast=3, mtf_ema_slow=8))
+    strategy = default_strategy(StrategyParams(mtf_ema_fast=3, mtf_ema_slow=8))
     candles = _without(btc.slice(0, 1600), [range(700, 731), range(900, 902), range(1200, 1224)])
     preparer = IncrementalPreparer(strategy, max_bars=len(candles))
     preparer.prime(candles.slice(0, 600))
@@ -132,7 +108,7 @@ def test_gaps_in_the_candles_resample_like_prepare(btc: Candles) -> None:
 
 def test_five_minute_bars_build_hour_and_four_hour_trends_like_prepare() -> None:
     candles = load_sample("BTC/USDT", "5m").slice(7, 2407)
-    strategy = _strategy(StrategyParams(mtf_timeframes=("15m", "1h", "4h"), mtf_ema_fast=5, mtf_ema_slow=12))
+    strategy = default_strategy(StrategyParams(mtf_timeframes=("15m", "1h", "4h"), mtf_ema_fast=5, mtf_ema_slow=12))
     preparer = IncrementalPreparer(strategy, max_bars=len(candles))
     preparer.prime(candles.slice(0, 400))
     _assert_equal_tails(_feed(preparer, candles, 400, len(candles)), strategy.prepare(candles))
@@ -143,7 +119,7 @@ def test_five_minute_bars_build_hour_and_four_hour_trends_like_prepare() -> None
 def test_any_window_and_prime_point_gives_the_vectorised_values(
     btc: Candles, start: int, prime_bars: int, allow_short: bool
 ) -> None:
-    strategy = _strategy(StrategyParams(allow_short=allow_short, mtf_ema_fast=4, mtf_ema_slow=9))
+    strategy = default_strategy(StrategyParams(allow_short=allow_short, mtf_ema_fast=4, mtf_ema_slow=9))
     candles = btc.slice(start, start + 400)
     preparer = IncrementalPreparer(strategy, max_bars=len(candles))
     preparer.prime(candles.slice(0, prime_bars))
@@ -151,7 +127,7 @@ def test_any_window_and_prime_point_gives_the_vectorised_values(
 
 
 def test_the_held_window_is_the_last_max_bars_of_everything_since_prime(btc: Candles) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     candles = btc.slice(0, 1500)
     preparer = IncrementalPreparer(strategy, max_bars=200)
     preparer.prime(candles.slice(0, 500))
@@ -161,17 +137,17 @@ def test_the_held_window_is_the_last_max_bars_of_everything_since_prime(btc: Can
 
 
 def test_a_returned_prepared_never_changes_when_later_bars_arrive(btc: Candles) -> None:
-    preparer = IncrementalPreparer(_strategy(), max_bars=200)
+    preparer = IncrementalPreparer(default_strategy(), max_bars=200)
     first = preparer.prime(btc.slice(0, 300))
-    copies = {name: values.copy() for name, values in _columns(first).items()}
+    copies = {name: values.copy() for name, values in prepared_columns(first).items()}
     _feed(preparer, btc, 300, 900)  # moves the kept rows to new buffers more than once
-    for name, values in _columns(first).items():
+    for name, values in prepared_columns(first).items():
         np.testing.assert_array_equal(values, copies[name], err_msg=name)
         assert not values.flags.writeable, name
 
 
 def test_a_bar_not_newer_than_the_last_one_is_refused(btc: Candles) -> None:
-    preparer = IncrementalPreparer(_strategy(), max_bars=300)
+    preparer = IncrementalPreparer(default_strategy(), max_bars=300)
     preparer.prime(btc.slice(0, 300))
     last = btc.slice(299, 300)
     with pytest.raises(ValueError, match="not newer"):
@@ -180,12 +156,12 @@ def test_a_bar_not_newer_than_the_last_one_is_refused(btc: Candles) -> None:
 
 def test_update_before_prime_is_refused() -> None:
     with pytest.raises(RuntimeError, match="prime"):
-        IncrementalPreparer(_strategy(), max_bars=300).update(0, 1.0, 1.0, 1.0, 1.0, 1.0)
+        IncrementalPreparer(default_strategy(), max_bars=300).update(0, 1.0, 1.0, 1.0, 1.0, 1.0)
 
 
 def test_max_bars_shorter_than_the_longest_lookback_is_refused() -> None:
     with pytest.raises(ValueError, match="max_bars"):
-        IncrementalPreparer(_strategy(), max_bars=50)
+        IncrementalPreparer(default_strategy(), max_bars=50)
 
 
 def _history(candles: Candles, max_bars: int = 1500) -> SymbolHistory:
@@ -195,7 +171,7 @@ def _history(candles: Candles, max_bars: int = 1500) -> SymbolHistory:
 
 
 def test_symbol_history_prepares_once_then_feeds_only_new_bars(btc: Candles) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     history = _history(btc.slice(0, 500))
     history.prepared(strategy)
     history.extend(btc.slice(500, 503))  # three bars at once (e.g. after a reconnect)
@@ -209,13 +185,13 @@ def test_symbol_history_prepares_once_then_feeds_only_new_bars(btc: Candles) -> 
 
 def test_symbol_history_prepares_afresh_for_another_strategy(btc: Candles) -> None:
     history = _history(btc.slice(0, 600))
-    history.prepared(_strategy())
-    other = _strategy(StrategyParams(allow_short=True))
+    history.prepared(default_strategy())
+    other = default_strategy(StrategyParams(allow_short=True))
     _assert_equal_tails(history.prepared(other), other.prepare(history.candles()))
 
 
 def test_symbol_history_past_its_cap_keeps_the_values_since_the_first_prepare(btc: Candles) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     candles = btc.slice(0, 1200)
     history = _history(candles.slice(0, 400), max_bars=400)
     history.prepared(strategy)
@@ -228,16 +204,15 @@ def test_symbol_history_past_its_cap_keeps_the_values_since_the_first_prepare(bt
 
 
 def test_priming_on_no_bars_then_feeding_all_equals_prepare(btc: Candles) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     candles = btc.slice(0, 400)
     preparer = IncrementalPreparer(strategy, max_bars=len(candles))
     assert len(preparer.prime(Candles.empty(candles.symbol, candles.timeframe))) == 0
     _assert_equal_tails(_feed(preparer, candles, 0, len(candles)), strategy.prepare(candles))
 
 
-
 def test_symbol_history_with_a_cap_below_the_lookbacks_holds_what_the_newest_bar_needs(btc: Candles) -> None:
-    strategy = _strategy()
+    strategy = default_strategy()
     history = _history(btc.slice(0, 300), max_bars=20)  # holds bars 280..299
     history.prepared(strategy)
     for i in range(300, 500):
