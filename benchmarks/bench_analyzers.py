@@ -20,11 +20,11 @@ import pandas as pd
 import timing  # benchmarks/timing.py: shared data path and best-of timing
 from timing import BTC_5M_FILE
 
+from engine.analysis.mtf import MultiTimeframeAnalyzer
+from engine.analysis.volume import VolumeAnalyzer
 from engine.data.csv_import import read_candle_file
-from engine.models import Candles
-from engine.mtf import MultiTimeframeAnalyzer
-from engine.timeframes import resample
-from engine.volume import VolumeAnalyzer
+from engine.domain.models import Candles
+from engine.domain.timeframes import resample
 
 DATA_FILE = BTC_5M_FILE
 REPEATS = 3

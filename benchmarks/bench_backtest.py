@@ -37,7 +37,7 @@ from engine.backtest import BacktestEngine  # noqa: E402
 from engine.backtest.sma_cross import run_sma_cross  # noqa: E402
 from engine.config import BacktestConfig  # noqa: E402
 from engine.data.csv_import import read_candle_file  # noqa: E402
-from engine.models import Candles  # noqa: E402
+from engine.domain.models import Candles  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 YEAR_OF_MINUTES = 525_600
@@ -126,7 +126,7 @@ def with_backtesting_py(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
     from backtesting import Backtest, Strategy
     from backtesting.lib import crossover
 
-    from engine import indicators as ind
+    from engine.analysis import indicators as ind
 
     class SmaCross(Strategy):  # type: ignore[misc]
         def init(self) -> None:
@@ -151,7 +151,7 @@ def with_backtesting_py(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
 def with_vectorbt(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
     import vectorbt as vbt
 
-    from engine import indicators as ind
+    from engine.analysis import indicators as ind
 
     close = frame["Close"]
     fast = pd.Series(ind.sma(close.to_numpy(), 20), index=frame.index)

@@ -43,15 +43,15 @@ from engine.backtest.compact import compact_for_backtest  # noqa: E402
 from engine.backtest.compiled import CoreState, simulate_compiled, symbol_arrays  # noqa: E402
 from engine.backtest.loop import merge_timeline, run_loop  # noqa: E402
 from engine.backtest.params import ParameterSet  # noqa: E402
+from engine.core.decision import DecisionCore  # noqa: E402
 from engine.core.loop import run_timeline  # noqa: E402
+from engine.core.portfolio import Portfolio  # noqa: E402
 from engine.core.records import Outbox  # noqa: E402
 from engine.core.state import BAR_DTYPE  # noqa: E402
 from engine.core.step import CompiledCore  # noqa: E402
 from engine.data.csv_import import read_candle_file  # noqa: E402
-from engine.decision import DecisionCore  # noqa: E402
-from engine.fills import FillModel  # noqa: E402
-from engine.portfolio import Portfolio  # noqa: E402
-from engine.simulation import SimulatedAccount  # noqa: E402
+from engine.simulation.account import SimulatedAccount  # noqa: E402
+from engine.simulation.fills import FillModel  # noqa: E402
 
 WARM_UP = """
 import time; start = time.perf_counter()
@@ -61,7 +61,7 @@ from engine.backtest.params import ParameterSet
 from engine.backtest.sma_cross import prepare_sma_cross, sma_cross_breaker, sma_cross_risk
 from engine.backtest.compiled import simulate_compiled
 from engine.data.sample import load_sample
-from engine.strategy import StrategyParams
+from engine.analysis.strategy import StrategyParams
 candles = load_sample("BTC/USDT", "1h").slice(0, 500)
 risk, breaker, params = sma_cross_risk(), sma_cross_breaker(), StrategyParams(take_profit_atr_multiple=0.0)
 engine = BacktestEngine(candles, params, risk=risk, breaker=breaker)

@@ -25,7 +25,7 @@ import timing  # benchmarks/timing.py: shared data path and best-of timing
 from timing import BTC_5M_FILE
 
 from engine.data.csv_import import import_candle_file, read_candle_file
-from engine.errors import DataValidationError
+from engine.domain.errors import DataValidationError
 from engine.store import Store
 
 DATA_FILE = BTC_5M_FILE

@@ -26,10 +26,10 @@ import talib
 import timing  # benchmarks/timing.py: shared data path and best-of timing
 from timing import BTC_5M_FILE
 
-from engine import indicators as ind
-from engine.models import Candles
-from engine.signals import SignalEngine
-from engine.signals_live import IncrementalSignalEngine
+from engine.analysis import indicators as ind
+from engine.analysis.signals import SignalEngine
+from engine.analysis.signals_live import IncrementalSignalEngine
+from engine.domain.models import Candles
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/bench_risk.py [calls]`` (default 100,000 call
 
 Prints p50/p99 latency of one pre-trade check against the issue's target (p99 < 1 ms on this machine;
 the design asks 100 ms), and, as a peer measured in the same run, lot-step rounding with
-``engine.precision.floor_to_step`` against ccxt's own ``decimal_to_precision`` (TRUNCATE, TICK_SIZE),
+``engine.domain.precision.floor_to_step`` against ccxt's own ``decimal_to_precision`` (TRUNCATE, TICK_SIZE),
 the string/Decimal routine ccxt's ``amount_to_precision`` uses.
 """
 
@@ -17,11 +17,11 @@ import time
 
 from ccxt.base.decimal_to_precision import TICK_SIZE, TRUNCATE, decimal_to_precision
 
-from engine.breaker import CircuitBreaker
 from engine.config import BreakerConfig, RiskConfig
-from engine.models import MarketLimits, PositionSide
-from engine.precision import floor_to_step
-from engine.risk import DynamicRiskManager, RiskAction
+from engine.core.breaker import CircuitBreaker
+from engine.core.risk import DynamicRiskManager, RiskAction
+from engine.domain.models import MarketLimits, PositionSide
+from engine.domain.precision import floor_to_step
 
 TARGET_P99_NS = 1_000_000  # 1 ms
 BAR_MS = 3_600_000

@@ -21,8 +21,8 @@ from pathlib import Path
 from engine.config import Settings
 from engine.data.live_feed import ClosedCandle
 from engine.data.sample import load_sample
-from engine.models import Candles
-from engine.runtime import build_engine
+from engine.domain.models import Candles
+from engine.runtime.engine import build_engine
 
 SYMBOLS = 20
 WARMUP = 500

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.models import Candles
+from engine.domain.models import Candles
 from engine.store import Store
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION_DDL
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from engine.errors import ConfigException
+from engine.domain.errors import ConfigException
 
 DEFAULT_CONFIG_FILE = "config.toml"
 CONFIG_PATH_ENV = "TRADEBOT_CONFIG"
@@ -179,7 +179,8 @@ class UiConfig(_Section):
 
 
 class DriftConfig(_Section):
-    """The performance drift alert (``engine.drift_watch``): live decisions and expectancy against a re-run backtest."""
+    """The performance drift alert (``engine.runtime.drift_watch``): live decisions and expectancy against a re-run
+    backtest."""
 
     enabled: bool = True
     check_every_bars: int = Field(
@@ -320,7 +321,7 @@ def _secret_present(secret: SecretStr | None) -> bool:
 
 
 def _validate_timeframe(timeframe: str) -> str:
-    from engine.timeframes import parse_timeframe
+    from engine.domain.timeframes import parse_timeframe
 
     try:
         parse_timeframe(timeframe)

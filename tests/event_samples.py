@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import (
+from engine.domain.events import (
     BreakerTripped,
     Event,
     OrderFilled,
@@ -13,7 +13,7 @@ from engine.events import (
     PositionOpened,
     Severity,
 )
-from engine.models import CircuitState, ExitKind, PositionSide, Side
+from engine.domain.models import CircuitState, ExitKind, PositionSide, Side
 
 
 @dataclass(frozen=True, kw_only=True)

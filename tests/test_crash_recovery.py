@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from engine.analysis.strategy import Strategy, StrategyParams
 from engine.config import Settings
 from engine.data.sample import load_sample
-from engine.models import Candles
-from engine.strategy import Strategy, StrategyParams
+from engine.domain.models import Candles
 from tests.fakes.fake_binance import FakeBinance, Fault, FaultKind
 
 REPO = Path(__file__).resolve().parents[1]

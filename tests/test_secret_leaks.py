@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_settings
-from engine.errors import TradingBotException
+from engine.domain.errors import TradingBotException
+from engine.domain.ports import RiskChange
 from engine.security.audit import AuditAction, AuditLog
-from engine.security.auth import AuthenticationFailed, RiskChange, RiskChangeAuthorizer, passphrase_hash_from_secrets
+from engine.security.auth import AuthenticationFailed, RiskChangeAuthorizer, passphrase_hash_from_secrets
 from engine.security.redaction import install_secret_redaction, uninstall_secret_redaction
 from engine.security.resolution import load_settings_with_secrets
 from engine.security.secrets_file import SecretsFile

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from textual.widgets import Input, Select
 
-from engine.commands import SetRiskLimit
-from engine.runtime import TradingEngine, build_engine
+from engine.domain.commands import SetRiskLimit
+from engine.runtime.engine import TradingEngine, build_engine
 from engine.security.auth import AuthenticationFailed, hash_passphrase
 from engine.security.redaction import uninstall_secret_redaction
 from engine.security.secrets_file import RISK_PASSPHRASE_HASH_NAME, SecretsFile

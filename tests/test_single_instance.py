@@ -21,7 +21,7 @@ import pytest
 from textual.pilot import Pilot
 
 from engine.config import Settings
-from engine.instance_lock import LOCK_STATE_KEY, EngineLock, probe, read_holder
+from engine.runtime.instance_lock import LOCK_STATE_KEY, EngineLock, probe, read_holder
 from tradebot_tui.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]

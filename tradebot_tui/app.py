@@ -20,13 +20,13 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer
 from textual.worker import Worker, WorkerState
 
-from engine.bus import EngineHandle, Subscription
-from engine.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
 from engine.config import Settings
-from engine.errors import EngineAlreadyRunningException
-from engine.logs import configure_logging
-from engine.models import BreakerStatus, CircuitState, Position, TradingState
-from engine.snapshot import EngineSnapshot
+from engine.domain.bus import EngineHandle, Subscription
+from engine.domain.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
+from engine.domain.errors import EngineAlreadyRunningException
+from engine.domain.models import BreakerStatus, CircuitState, Position, TradingState
+from engine.domain.snapshot import EngineSnapshot
+from engine.runtime.logs import configure_logging
 from tradebot_tui.backtest_runner import BacktestRunner, run_backtest
 from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots
 from tradebot_tui.hangup import TerminalLossGuard
@@ -49,7 +49,7 @@ COMMAND_SOURCE = "console"
 
 @runtime_checkable
 class RunnableEngine(EngineHandle, Protocol):
-    """An engine the console can also start and stop (``engine.runtime.TradingEngine``)."""
+    """An engine the console can also start and stop (``engine.runtime.engine.TradingEngine``)."""
 
     async def run(self) -> None:
         """Trade until stopped."""
@@ -388,7 +388,7 @@ def create_app(
     Args:
         settings: tradebot settings.
         engine: a running engine handle to attach to; None builds the real engine with
-            ``engine.runtime.build_engine(settings)`` and runs it as the app's ``engine`` worker.
+            ``engine.runtime.engine.build_engine(settings)`` and runs it as the app's ``engine`` worker.
         live: the ``--live`` flag, forwarded to ``build_engine`` (live trading needs it).
         backtest_runner: what the backtest screen calls (in a thread) to run one backtest.
         risk_passphrase_hash: the risk-change passphrase hash for the built engine (None: risk changes refused).
@@ -396,7 +396,7 @@ def create_app(
     if engine is not None:
         return TradebotApp(settings, engine, backtest_runner=backtest_runner)
     try:
-        from engine.runtime import build_engine
+        from engine.runtime.engine import build_engine
     except ImportError as exc:
         logger.error("engine runtime unavailable: %s", exc)
         return TradebotApp(settings, None, engine_problem=f"engine unavailable: {exc}", backtest_runner=backtest_runner)

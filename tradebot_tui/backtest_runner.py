@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.backtest.params import parse_value
 from engine.config import Settings
-from engine.models import ClosedTrade
+from engine.domain.models import ClosedTrade
 
 ProgressCallback = Callable[[float], None]  # ratio in [0, 1] of the bars processed
 CancelCheck = Callable[[], bool]
@@ -157,7 +157,7 @@ def run_backtest(
 
     Raises:
         engine.backtest.BacktestCancelled: ``cancel()`` returned True.
-        engine.errors.BacktestException: no bars in the window.
+        engine.domain.errors.BacktestException: no bars in the window.
         ValueError: an unknown parameter name or an invalid value.
     """
     from engine.backtest import BacktestEngine

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import Settings, load_settings
-from engine.errors import ConfigException, EngineAlreadyRunningException, TradingBotException
+from engine.domain.errors import ConfigException, EngineAlreadyRunningException, TradingBotException
 from tradebot_tui.commands import COMMAND_MODULES
 
 EXIT_OK = 0
@@ -72,7 +72,7 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
     ``plain``: the settings alone, falling back to the secrets file when live mode's keys live only there.
     ``none``: the command reads no settings.
     """
-    from engine.remote_control import CachedPassphrase, load_risk_passphrase_hash
+    from engine.runtime.remote_control import CachedPassphrase, load_risk_passphrase_hash
     from engine.security.resolution import load_settings_with_secrets, secure_startup
 
     mode = getattr(args, "settings_mode", None) or ("secure" if getattr(args, "handler", None) is None else "plain")
@@ -101,7 +101,7 @@ def run_console(settings: Settings, *, live: bool = False, risk_passphrase_hash:
         EngineAlreadyRunningException: another engine holds the database: probed before Textual takes the
             terminal, or (a race) refused by the engine's own lock at start-up, after which the app exits.
     """
-    from engine.instance_lock import probe
+    from engine.runtime.instance_lock import probe
 
     probe(settings.storage.database_path)  # before the UI takes the terminal
     from tradebot_tui.app import create_app

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from engine.bus import Subscription
-from engine.events import Event
-from engine.snapshot import EngineSnapshot
+from engine.domain.bus import Subscription
+from engine.domain.events import Event
+from engine.domain.snapshot import EngineSnapshot
 
 IDLE_POLL_S = 0.5  # how often events are checked for when no snapshot arrives
 

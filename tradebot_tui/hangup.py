@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from engine.events import Event, Severity
+from engine.domain.events import Event, Severity
 
 if TYPE_CHECKING:
     from tradebot_tui.app import TradebotApp

@@ -7,7 +7,7 @@ decision arrays plus, on the few bars where it decides, the text of the signal's
 * every decision array the loop indexes, unchanged (the same float64 values, so results are identical);
 * for the reasons: the signal code, exit causes, trend direction, squeeze flags and squeeze length as
   they are, and momentum and its slope reduced to the only facts the reason text uses (sign, NaN) as
-  float16 -1/+1/NaN. The text itself is still produced by ``engine.signals`` (one source of the
+  float16 -1/+1/NaN. The text itself is still produced by ``engine.analysis.signals`` (one source of the
   wording); ``signal_at(i).reasons`` and ``trends_at(i)`` are equal to the full frame's for every bar;
 * nothing of the volume frame (already folded into the entry arrays), and for trailing policies other
   than ``swing`` no swing levels (only that policy reads them).
@@ -24,9 +24,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol
+from engine.analysis.volume import VolumeFrame
 from engine.config import RiskConfig
-from engine.strategy import PreparedSymbol
-from engine.volume import VolumeFrame
 
 
 def _absent(length: int, fill: Any = np.nan, dtype: Any = np.float64) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol
 from engine.backtest.compiled_trades import trade_records
 from engine.backtest.engine import BacktestEngine, _volume_signal_counts
 from engine.backtest.loop import merge_timeline
@@ -33,11 +34,10 @@ from engine.core.state import (
     new_positions,
     with_take_profit,
 )
-from engine.errors import BacktestException
-from engine.fills import FillModel
-from engine.models import MarketLimits
-from engine.strategy import PreparedSymbol
-from engine.timeframes import parse_timeframe
+from engine.domain.errors import BacktestException
+from engine.domain.models import MarketLimits
+from engine.domain.timeframes import parse_timeframe
+from engine.simulation.fills import FillModel
 
 
 @dataclass
@@ -219,10 +219,10 @@ def warm_up() -> float:
     """
     import time
 
+    from engine.analysis.strategy import StrategyParams
     from engine.backtest.sma_cross import prepare_sma_cross, sma_cross_breaker, sma_cross_risk
     from engine.core.step import CompiledCore
     from engine.data.sample import load_sample
-    from engine.strategy import StrategyParams
 
     start = time.perf_counter()
     candles = load_sample("BTC/USDT", "1h").slice(0, 300)

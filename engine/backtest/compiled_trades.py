@@ -1,7 +1,7 @@
 """Provides the Python face of the compiled core's rows: closed trades as ``TradeRecord`` with their texts.
 
 The kernels keep codes and decision bars; the texts the Python core writes (entry reasons, exit reasons)
-are produced here from the prepared symbols, with the same wording as ``engine.decision``.
+are produced here from the prepared symbols, with the same wording as ``engine.core.decision``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol
 from engine.config import RiskConfig
+from engine.core.risk import SizeBound, _bound_reasons
 from engine.core.state import (
     BOUND_BALANCE,
     BOUND_MAX_NOTIONAL,
@@ -28,10 +30,8 @@ from engine.core.state import (
     EXIT_TRAILING_STOP,
     LONG,
 )
-from engine.models import ClosedTrade, ExitKind, PositionSide
-from engine.risk import SizeBound, _bound_reasons
-from engine.simulation import TradeRecord
-from engine.strategy import PreparedSymbol
+from engine.domain.models import ClosedTrade, ExitKind, PositionSide
+from engine.simulation.account import TradeRecord
 
 EXIT_KINDS = {
     EXIT_SIGNAL: ExitKind.SIGNAL, EXIT_STOP: ExitKind.STOP, EXIT_TRAILING_STOP: ExitKind.TRAILING_STOP,

@@ -12,8 +12,8 @@ from typing import Any
 from engine.backtest.result import BacktestResult, plain
 from engine.data.csv_import import read_candle_file
 from engine.data.sample import load_sample
-from engine.errors import DataException
-from engine.models import Candles
+from engine.domain.errors import DataException
+from engine.domain.models import Candles
 
 
 def looks_like_file(source: str) -> bool:

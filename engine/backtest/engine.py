@@ -2,7 +2,7 @@
 
 Each symbol is prepared once (``Strategy.prepare``) over its whole history up to ``end``; bars before
 ``start`` warm the indicators up but are never traded. The bars of all symbols are then merged on one
-timeline and fed to :class:`engine.simulation.SimulatedAccount` (see :mod:`engine.backtest.loop`).
+timeline and fed to :class:`engine.simulation.account.SimulatedAccount` (see :mod:`engine.backtest.loop`).
 Positions still open after the last bar are closed at its close (exit kind ``end_of_data``).
 
 ``unattended=True`` (the default) empties the breaker's latching list: a latched breaker waits for a
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.analysis.volume_rules import volume_rule_counts
 from engine.backtest.compact import compact_for_backtest
 from engine.backtest.loop import CancelCheck, ProgressCallback, run_loop
 from engine.backtest.markets import limits_for_symbols
@@ -24,15 +26,13 @@ from engine.backtest.metrics import compute_metrics
 from engine.backtest.params import ParameterSet
 from engine.backtest.result import BacktestResult
 from engine.config import BacktestConfig, BreakerConfig, RiskConfig, Settings
-from engine.decision import DecisionCore
-from engine.errors import BacktestException
-from engine.fills import FillModel
-from engine.models import Candles, MarketLimits
-from engine.portfolio import Portfolio
-from engine.simulation import SimulatedAccount
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
-from engine.timeframes import parse_timeframe
-from engine.volume_rules import volume_rule_counts
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.errors import BacktestException
+from engine.domain.models import Candles, MarketLimits
+from engine.domain.timeframes import parse_timeframe
+from engine.simulation.account import SimulatedAccount
+from engine.simulation.fills import FillModel
 
 TimeLike = int | str | datetime | None
 CandleData = Mapping[str, Candles] | Candles | Iterable[Candles]

@@ -1,7 +1,7 @@
 """Provides the multi-symbol bar loop of the backtester: one timeline, one shared account.
 
 The bars of every symbol are merged on one timeline ordered by open time, then symbol; each bar goes
-through :meth:`engine.simulation.SimulatedAccount.process_bar` (the decision path shared with paper and
+through :meth:`engine.simulation.account.SimulatedAccount.process_bar` (the decision path shared with paper and
 live trading). Equity is sampled at every bar close. While the account is idle (flat, nothing pending, no
 volatility watch) bars without an entry signal or volatility alarm are no-ops for the decision path, so
 the loop jumps over them; ``skip_idle_bars=False`` visits every bar and gives the same result (tested).
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import BacktestException
-from engine.models import FloatArray, IntArray
-from engine.simulation import SimulatedAccount
-from engine.strategy import PreparedSymbol
-from engine.timeframes import parse_timeframe
+from engine.analysis.strategy import PreparedSymbol
+from engine.domain.errors import BacktestException
+from engine.domain.models import FloatArray, IntArray
+from engine.domain.timeframes import parse_timeframe
+from engine.simulation.account import SimulatedAccount
 
 ProgressCallback = Callable[[float], None]
 CancelCheck = Callable[[], bool]

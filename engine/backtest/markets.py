@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from engine.models import MarketLimits
+from engine.domain.models import MarketLimits
 
 # Binance spot LOT_SIZE / PRICE_FILTER / NOTIONAL filters (USDT pairs), as of 2025.
 BINANCE_SPOT_LIMITS: dict[str, MarketLimits] = {

@@ -4,7 +4,7 @@ Conventions (the same as quantstats / empyrical-reloaded with ``periods=365``, c
 
 - Daily returns: the equity curve (sampled at every bar close) is reduced to its last value per UTC day;
   the first day's return is measured against the initial capital. Days without bars are absent (not zero).
-  A bar belongs to the day it covered (``engine.trading_day``, the loss limits' rule): one closing exactly
+  A bar belongs to the day it covered (``engine.domain.trading_day``, the loss limits' rule): one closing exactly
   at midnight ends its day.
 - Sharpe = mean(daily) / std(daily, ddof=1) * sqrt(365), risk-free rate 0.
 - Sortino = mean(daily) / sqrt(mean(min(daily, 0)^2)) * sqrt(365) (downside deviation over all days).
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.models import ClosedTrade, FloatArray
-from engine.trading_day import days_of_closes
+from engine.domain.models import ClosedTrade, FloatArray
+from engine.domain.trading_day import days_of_closes
 
 DAYS_PER_YEAR = 365
 MS_PER_DAY = 86_400_000

@@ -28,8 +28,8 @@ from engine.backtest.engine import BacktestEngine
 from engine.backtest.params import ParameterSet
 from engine.backtest.result import plain
 from engine.config import BacktestConfig
-from engine.errors import BacktestException
-from engine.models import Candles, MarketLimits
+from engine.domain.errors import BacktestException
+from engine.domain.models import Candles, MarketLimits
 
 ParamSpace = Mapping[str, Sequence[Any] | tuple[float, float]]
 

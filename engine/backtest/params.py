@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from engine.analysis.strategy import StrategyParams
 from engine.config import BreakerConfig, RiskConfig
-from engine.strategy import StrategyParams
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
 

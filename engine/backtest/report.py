@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.backtest.metrics import drawdown_series
 from engine.backtest.result import BacktestResult, iso, plain
-from engine.models import Candles
+from engine.domain.models import Candles
 
 CHART_WIDTH = 960
 CHART_HEIGHT = 220

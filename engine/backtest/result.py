@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from engine.analysis.volume_rules import DOWNSIZE_RULES
 from engine.backtest.metrics import PerformanceMetrics
-from engine.models import FloatArray, IntArray
-from engine.risk import SizeBound
-from engine.simulation import TradeRecord
-from engine.volume_rules import DOWNSIZE_RULES
+from engine.core.risk import SizeBound
+from engine.domain.models import FloatArray, IntArray
+from engine.simulation.account import TradeRecord
 
 FLOAT_SIGNIFICANT_DIGITS = 12
 
@@ -89,7 +89,7 @@ class BacktestResult:
         metrics: the performance summary.
         event_counts: number of events of each kind (breaker trips, state changes, rejections...).
         volume_signal_counts: entry signals in the window vetoed / downsized by each volume rule, summed over
-            symbols (``engine.volume_rules.volume_rule_counts``; a signal while a position is open counts too).
+            symbols (``engine.analysis.volume_rules.volume_rule_counts``; a signal while a position is open counts too).
     """
 
     symbols: tuple[str, ...]

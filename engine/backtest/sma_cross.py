@@ -14,16 +14,16 @@ from typing import Any, cast
 
 import numpy as np
 
-from engine import indicators as ind
+from engine.analysis import indicators as ind
+from engine.analysis.mtf import MtfFrame
+from engine.analysis.signals import SignalFrame
+from engine.analysis.strategy import PreparedSymbol, StrategyParams
+from engine.analysis.volume import VolumeFrame
 from engine.backtest.engine import BacktestEngine
 from engine.backtest.params import ParameterSet
 from engine.backtest.result import BacktestResult
 from engine.config import BacktestConfig, BreakerConfig, RiskConfig
-from engine.models import Candles
-from engine.mtf import MtfFrame
-from engine.signals import SignalFrame
-from engine.strategy import PreparedSymbol, StrategyParams
-from engine.volume import VolumeFrame
+from engine.domain.models import Candles
 
 
 @dataclass(frozen=True)

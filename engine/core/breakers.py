@@ -1,8 +1,8 @@
-"""Provides the compiled breakers: ``engine.breaker.CircuitBreaker``'s transitions over the breaker rows.
+"""Provides the compiled breakers: ``engine.core.breaker.CircuitBreaker``'s transitions over the breaker rows.
 
 Rows :data:`~engine.core.state.VOLATILITY`, :data:`~engine.core.state.LOSS` and
 :data:`~engine.core.state.SYSTEM`; the loss streak, the breakers' daily loss, the API error window and
-the emergency latch live in the account record. The rules are those of ``engine.breaker``'s docstring.
+the emergency latch live in the account record. The rules are those of ``engine.core.breaker``'s docstring.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from engine.core.state import (
     VOLATILITY,
 )
 
-HALF_OPEN_CONFIRMATIONS = 3  # engine.breaker.HALF_OPEN_CONFIRMATIONS
-PNL_EPS = 1e-9  # engine.breaker.PNL_EPS
+HALF_OPEN_CONFIRMATIONS = 3  # engine.core.breaker.HALF_OPEN_CONFIRMATIONS
+PNL_EPS = 1e-9  # engine.core.breaker.PNL_EPS
 
 
 @njit()

@@ -1,4 +1,4 @@
-"""Provides the compiled loss-limit check: ``engine.limits.AccountLimits.check`` over the account record.
+"""Provides the compiled loss-limit check: ``engine.core.account_limits.AccountLimits.check`` over the account record.
 
 Every check is a full check (the Python core's quiet band only skips checks that change nothing but the
 marked equity, which a full check marks the same way). The result is left in the account's ``check_*``
@@ -22,12 +22,12 @@ from engine.core.state import (
     NO_TIME,
 )
 
-DAY_MS = 86_400_000  # engine.trading_day.DAY_MS
+DAY_MS = 86_400_000  # engine.domain.trading_day.DAY_MS
 
 
 @njit()
 def loss_pct(reference: float, equity: float) -> float:
-    """``engine.limit_levels.loss_pct``: loss of ``equity`` below ``reference`` in pct, floored at 0."""
+    """``engine.core.limit_levels.loss_pct``: loss of ``equity`` below ``reference`` in pct, floored at 0."""
     loss = (reference - equity) / reference * 100.0
     return loss if loss > 0.0 else 0.0
 
@@ -63,7 +63,7 @@ def check_limits(config: Any, account: Any, events: Any, counts: Any, equity: fl
     """Track peak and day-start equity and test both limits; returns the action (``ACTION_*``).
 
     ``now_ms`` is a bar close, or with ``instant`` the time of an instant such as a live fill (see
-    ``engine.trading_day`` for the day each belongs to).
+    ``engine.domain.trading_day`` for the day each belongs to).
     """
     row = account[0]
     cfg = config[0]

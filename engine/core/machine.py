@@ -1,4 +1,4 @@
-"""Provides the compiled decision core: ``engine.decision.DecisionCore`` as kernels over the state records.
+"""Provides the compiled decision core: ``engine.core.decision.DecisionCore`` as kernels over the state records.
 
 Per closed bar of a symbol (:func:`decide`): the volatility breaker's reading, the open position's
 trailing stop and exit signal, or for a flat symbol the lifting of an expired loss-limit halt, the limit

@@ -24,7 +24,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "PositionClosed", "EmergencyExitStarted", "EmergencyExitCompleted", "EmergencyExitCleared",
 )
 
-# Decision kinds (engine.decision: EntryDecision, ExitDecision, StopMoved).
+# Decision kinds (engine.core.decision: EntryDecision, ExitDecision, StopMoved).
 DECISION_ENTRY, DECISION_EXIT, DECISION_STOP_MOVED = 0, 1, 2
 
 EVENT_DTYPE = np.dtype([

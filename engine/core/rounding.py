@@ -1,4 +1,4 @@
-"""Provides the compiled twins of ``engine.precision``: step rounding and the limits' boundary rule.
+"""Provides the compiled twins of ``engine.domain.precision``: step rounding and the limits' boundary rule.
 
 The same float operations in the same order as the Python helpers, so every result is bit-identical.
 Python's ``round(x, decimals)`` is correctly rounded (via a decimal string); :func:`round_decimals` gets
@@ -12,9 +12,9 @@ import numpy as np
 
 from engine.core.jit import njit
 
-STEP_EPS = 1e-9  # engine.precision.STEP_EPS
-QUOTIENT_ULPS = 8 * 2.220446049250313e-16  # engine.precision._QUOTIENT_ULPS (8 * sys.float_info.epsilon)
-LIMIT_REL_EPS = 1e-9  # engine.precision.LIMIT_REL_EPS
+STEP_EPS = 1e-9  # engine.domain.precision.STEP_EPS
+QUOTIENT_ULPS = 8 * 2.220446049250313e-16  # engine.domain.precision._QUOTIENT_ULPS (8 * sys.float_info.epsilon)
+LIMIT_REL_EPS = 1e-9  # engine.domain.precision.LIMIT_REL_EPS
 
 POWERS_OF_TEN = np.array([10.0**k for k in range(23)])  # exact doubles up to 1e22
 
@@ -60,7 +60,7 @@ def round_decimals(value: float, decimals: int) -> float:
 
 @njit()
 def floor_to_step(value: float, step: float, decimals: int) -> float:
-    """``engine.precision.floor_to_step`` (``decimals`` = ``step_decimals(step)``)."""
+    """``engine.domain.precision.floor_to_step`` (``decimals`` = ``step_decimals(step)``)."""
     quotient = value / step
     steps = np.floor(quotient + (STEP_EPS + abs(quotient) * QUOTIENT_ULPS)) + 0.0  # a Python int: never -0.0
     return round_decimals(steps * step, decimals)
@@ -68,7 +68,7 @@ def floor_to_step(value: float, step: float, decimals: int) -> float:
 
 @njit()
 def ceil_to_step(value: float, step: float, decimals: int) -> float:
-    """``engine.precision.ceil_to_step`` (``decimals`` = ``step_decimals(step)``)."""
+    """``engine.domain.precision.ceil_to_step`` (``decimals`` = ``step_decimals(step)``)."""
     quotient = value / step
     steps = np.ceil(quotient - (STEP_EPS + abs(quotient) * QUOTIENT_ULPS)) + 0.0  # a Python int: never -0.0
     return round_decimals(steps * step, decimals)
@@ -76,7 +76,7 @@ def ceil_to_step(value: float, step: float, decimals: int) -> float:
 
 @njit()
 def reaches(value: float, limit: float) -> bool:
-    """``engine.precision.reaches``: ``value >= limit`` with ``LIMIT_REL_EPS`` relative tolerance; NaN never."""
+    """``engine.domain.precision.reaches``: ``value >= limit`` with ``LIMIT_REL_EPS`` relative tolerance; NaN never."""
     magnitude = abs(limit)
     return value >= limit - LIMIT_REL_EPS * (magnitude if magnitude > 1.0 else 1.0)
 

@@ -1,7 +1,7 @@
-"""Provides the compiled simulated account: ``engine.simulation.SimulatedAccount.process_bar`` as one kernel.
+"""Provides the compiled simulated account: ``engine.simulation.account.SimulatedAccount.process_bar`` as one kernel.
 
 For each closed bar of a symbol, in this order: the order decided on the previous bar fills at this
-bar's open (``engine.fills.FillModel``: slippage against us, commission per side); the open position's
+bar's open (``engine.simulation.fills.FillModel``: slippage against us, commission per side); the open position's
 stop and target are tested inside the bar (a gap fills at the open; both in one bar: the stop, flagged);
 the position is marked at the close and the loss limits are checked; then the decision core decides
 (:func:`engine.core.machine.decide`). Closed trades are appended to the outbox's trade rows.
@@ -17,7 +17,7 @@ from engine.core.machine import check_account, decide, equity, order_resolved, t
 from engine.core.records import EV_ORDER_REJECTED, EV_POSITION_CLOSED, EV_POSITION_OPENED, add_event, next_trade
 from engine.core.state import EXIT_END_OF_DATA, EXIT_STOP, EXIT_TARGET, EXIT_TRAILING_STOP, LONG, ORDER_ENTRY
 
-QUANTITY_EPSILON = 1e-12  # engine.portfolio.QUANTITY_EPSILON
+QUANTITY_EPSILON = 1e-12  # engine.core.portfolio.QUANTITY_EPSILON
 
 
 @njit()

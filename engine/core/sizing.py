@@ -1,7 +1,7 @@
 """Provides the compiled stops and sizing: ATR stop, trailing candidates and fixed-fractional risk sizing.
 
 The twins of ``DynamicRiskManager.calculate_dynamic_stop_loss`` / ``calculate_position_size`` and of the
-policies of ``engine.trailing``: the same float operations in the same order (see ``engine.core.rounding``).
+policies of ``engine.core.trailing``: the same float operations in the same order (see ``engine.core.rounding``).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.config import BacktestConfig, BreakerConfig, RiskConfig
-from engine.models import MarketLimits
-from engine.precision import step_decimals
-from engine.trading_day import reset_offset_ms
+from engine.domain.models import MarketLimits
+from engine.domain.precision import step_decimals
+from engine.domain.trading_day import reset_offset_ms
 
 NO_TIME = np.iinfo(np.int64).min
 """A time that is not set (the Python core's ``None``), UTC ms."""
@@ -28,20 +28,20 @@ LONG, SHORT = 1, -1
 PERCENT, ATR, SWING = 0, 1, 2
 POLICY_CODES = {"percent": PERCENT, "atr": ATR, "swing": SWING}
 
-# Trading states (engine.models.TradingState) and breaker states (engine.models.CircuitState).
+# Trading states (engine.domain.models.TradingState) and breaker states (engine.domain.models.CircuitState).
 ACTIVE, REDUCING, HALTED = 0, 1, 2
 CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 VOLATILITY, LOSS, SYSTEM = 0, 1, 2  # breaker rows
-# Emergency exit phases (engine.emergency): armed, in progress, done.
+# Emergency exit phases (engine.core.emergency): armed, in progress, done.
 EMERGENCY_ARMED, EMERGENCY_IN_PROGRESS, EMERGENCY_DONE = 0, 1, 2
-# Loss-limit actions (engine.limits.RiskAction) and limits (bit masks of breached limits).
+# Loss-limit actions (engine.core.account_limits.RiskAction) and limits (bit masks of breached limits).
 ACTION_NONE, ACTION_HALT_ENTRIES, ACTION_CLOSE_ALL = 0, 1, 2
 DAILY_LOSS_BIT, DRAWDOWN_BIT = 1, 2
-# Size bounds (engine.risk.SizeBound), in this order.
+# Size bounds (engine.core.risk.SizeBound), in this order.
 BOUND_RISK, BOUND_MAX_RISK, BOUND_MAX_NOTIONAL, BOUND_BALANCE = 0, 1, 2, 3
 # Pending orders of a symbol: none, an entry, an exit.
 ORDER_NONE, ORDER_ENTRY, ORDER_EXIT = 0, 1, 2
-# Exit reasons (engine.simulation exit kinds).
+# Exit reasons (engine.simulation.account exit kinds).
 EXIT_SIGNAL, EXIT_STOP, EXIT_TRAILING_STOP, EXIT_TARGET, EXIT_RISK_LIMIT, EXIT_EMERGENCY, EXIT_MANUAL, \
     EXIT_END_OF_DATA = range(8)
 
@@ -60,7 +60,7 @@ CONFIG_DTYPE = np.dtype([
     ("api_error_threshold", np.int64), ("api_error_window_ms", np.int64), ("cooldown_ms", np.int64),
     ("half_open_size_ratio", np.float64), ("latching_volatility", np.bool_), ("latching_loss", np.bool_),
     ("latching_system", np.bool_),
-    # fills (engine.fills.FillModel)
+    # fills (engine.simulation.fills.FillModel)
     ("commission_rate", np.float64), ("slippage_rate", np.float64),
 ], align=True)
 
@@ -77,7 +77,7 @@ ACCOUNT_DTYPE = np.dtype([
     # decision core
     ("trading_state", np.int64), ("halted_by_limit", np.bool_), ("watch_volatility", np.bool_),
     ("bar_close_ms", np.int64),  # close of the bar being simulated: its fills count in its trading day
-    # loss limits (engine.limits.AccountLimits)
+    # loss limits (engine.core.account_limits.AccountLimits)
     ("peak_equity", np.float64), ("has_peak", np.bool_), ("day_key", np.int64), ("has_day", np.bool_),
     ("day_start_equity", np.float64), ("has_day_start", np.bool_), ("mark_equity", np.float64),
     ("has_mark", np.bool_), ("warned_daily", np.bool_), ("warned_drawdown", np.bool_),
@@ -85,7 +85,7 @@ ACCOUNT_DTYPE = np.dtype([
     # the latest limit check (DecisionCore.last_limit_check)
     ("has_check", np.bool_), ("check_action", np.int64), ("check_breached", np.int64),
     ("check_daily_loss_pct", np.float64), ("check_drawdown_pct", np.float64), ("check_equity", np.float64),
-    # breakers' shared inputs (engine.breaker.CircuitBreaker)
+    # breakers' shared inputs (engine.core.breaker.CircuitBreaker)
     ("consecutive_losses", np.int64), ("breaker_daily_loss_pct", np.float64),
     ("emergency_phase", np.int64), ("emergency_since_ms", np.int64),
     ("api_error_count", np.int64), ("api_error_head", np.int64),
@@ -97,7 +97,7 @@ BREAKER_DTYPE = np.dtype([
 ], align=True)
 
 POSITION_DTYPE = np.dtype([
-    # the open position (engine.portfolio.OpenPosition)
+    # the open position (engine.core.portfolio.OpenPosition)
     ("open", np.bool_), ("side", np.int64), ("quantity", np.float64), ("entry_price", np.float64),
     ("entry_ms", np.int64), ("entry_fee", np.float64), ("stop_price", np.float64),
     ("initial_stop_price", np.float64), ("take_profit_price", np.float64), ("has_take_profit", np.bool_),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol
 from engine.config import BacktestConfig, BreakerConfig, RiskConfig
 from engine.core import commands
 from engine.core.arena import Arena, decide_in, simulate_in
@@ -31,8 +32,7 @@ from engine.core.state import (
     new_positions,
     with_take_profit,
 )
-from engine.models import MarketLimits
-from engine.strategy import PreparedSymbol
+from engine.domain.models import MarketLimits
 
 
 class CompiledCore:

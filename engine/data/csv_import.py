@@ -38,9 +38,9 @@ from engine.data.validate import (
     validate_columns,
     validate_symbol,
 )
-from engine.errors import DataValidationError
-from engine.models import Candles
-from engine.timeframes import parse_timeframe
+from engine.domain.errors import DataValidationError
+from engine.domain.models import Candles
+from engine.domain.timeframes import parse_timeframe
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _OHLCV_HEADER = ("timestamp_ms", "open", "high", "low", "close", "volume")

@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any
 
-from engine.clock import Clock
 from engine.data.live_validation import DEFAULT_OUTLIER_ATR_MULTIPLE, CandleValidator, FeedHealth, Quarantine
-from engine.errors import ExchangeCallException
+from engine.domain.clock import Clock
+from engine.domain.errors import ExchangeCallException
+from engine.domain.timeframes import floor_time, parse_timeframe
 from engine.execution.retry import RandomSource, RetryPolicy, call_with_retry
-from engine.timeframes import floor_time, parse_timeframe
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Provides load_live_history: a live symbol's warm-up from the store, then only the missing bars from the exchange.
 
 The warm-up window is ``[start, now)``: ``bars`` base bars back from the last closed candle, moved back to
-the longest timeframe's grid (:class:`engine.warmup.WarmupPlan`). The store's candles in the window are read
+the longest timeframe's grid (:class:`engine.analysis.warmup.WarmupPlan`). The store's candles in the window are read
 first; the exchange is asked (paged ``fetch_ohlcv``) only for what is missing at either end: the front,
 when the store starts later than the window, and the tail, from the last stored candle up to now. Every
 fetched candle passes the live checks (:class:`engine.data.live_validation.CandleValidator`) in order; the
@@ -21,9 +21,9 @@ import numpy as np
 
 from engine.data.live_feed import DEFAULT_FETCH_LIMIT
 from engine.data.live_validation import CandleValidator, Quarantine
+from engine.domain.models import Candles
+from engine.domain.timeframes import floor_time, parse_timeframe
 from engine.execution.retry import RetryPolicy, call_with_retry
-from engine.models import Candles
-from engine.timeframes import floor_time, parse_timeframe
 
 log = logging.getLogger(__name__)
 

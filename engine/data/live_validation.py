@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from engine.data.validate import CandleColumns, Rule, row_violations, timestamps_to_ms
-from engine.models import Candles
-from engine.snapshot import FEED_DEGRADED, FEED_OK, FEED_STALE, FeedStatus
+from engine.domain.models import Candles
+from engine.domain.snapshot import FEED_DEGRADED, FEED_OK, FEED_STALE, FeedStatus
 
 OUTLIER_RULE = "outlier"
 """``Quarantine.rule`` of a candle that passes the import rules but moves too far for the recent ATR."""

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from engine.data.live_feed import ClosedCandle
-from engine.errors import DataException
-from engine.models import Candles
-from engine.timeframes import parse_timeframe
+from engine.domain.errors import DataException
+from engine.domain.models import Candles
+from engine.domain.timeframes import parse_timeframe
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from engine.data.csv_import import read_candle_file
-from engine.errors import DataException
-from engine.models import Candles
+from engine.domain.errors import DataException
+from engine.domain.models import Candles
 
 SAMPLE_PACKAGE = "engine"
 SAMPLE_DIRECTORY = "sample_data"

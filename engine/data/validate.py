@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.errors import DataValidationError
-from engine.models import FloatArray, IntArray
-from engine.timeframes import is_aligned
+from engine.domain.errors import DataValidationError
+from engine.domain.models import FloatArray, IntArray
+from engine.domain.timeframes import is_aligned
 
 BoolArray = npt.NDArray[np.bool_]
 

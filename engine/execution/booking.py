@@ -17,15 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from engine.events import OrderFilled, PositionClosed, PositionOpened, PositionReduced, Severity
+from engine.core.portfolio import QUANTITY_EPSILON
+from engine.domain.events import OrderFilled, PositionClosed, PositionOpened, PositionReduced, Severity
+from engine.domain.models import ExitKind, Fill, MarketLimits, Order, OrderStatus, PositionSide
+from engine.domain.precision import floor_to_step
 from engine.execution.broker import OrderAck
 from engine.execution.protection import ProtectionState
-from engine.models import ExitKind, Fill, MarketLimits, Order, OrderStatus, PositionSide
-from engine.portfolio import QUANTITY_EPSILON
-from engine.precision import floor_to_step
 
 if TYPE_CHECKING:
-    from engine.order_manager import OrderManager
+    from engine.execution.order_manager import OrderManager
 
 TAKE_PROFIT = "take_profit"
 """The exit reason (for people) of a position closed at its target: exit kind ``ExitKind.TARGET``."""
@@ -73,7 +73,7 @@ def exit_fee_quote(ack: OrderAck, base_asset: str, price: float) -> float:
 def floor_to_lot(quantity: float, limits: MarketLimits) -> float:
     """The largest multiple of the lot step not above ``quantity`` (what the exchange will accept to sell).
 
-    The risk manager's own rounding (:func:`engine.precision.floor_to_step`), so a sell is floored
+    The risk manager's own rounding (:func:`engine.domain.precision.floor_to_step`), so a sell is floored
     exactly as an entry was sized.
     """
     if quantity <= 0 or limits.lot_step <= 0:
@@ -87,7 +87,7 @@ def sellable(held_by_bot: float, free: float, limits: MarketLimits) -> float:
 
 
 class Bookkeeper:
-    """The books side of one live :class:`~engine.order_manager.OrderManager`: what its fills mean.
+    """The books side of one live :class:`~engine.execution.order_manager.OrderManager`: what its fills mean.
 
     Args:
         manager: the order manager whose portfolio, store, core and events it uses.

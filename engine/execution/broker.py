@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from engine.errors import ExchangeCallException, OrderRejectedException
-from engine.models import Fill, MarketLimits, Order, OrderStatus, Side
+from engine.domain.errors import ExchangeCallException, OrderRejectedException
+from engine.domain.models import Fill, MarketLimits, Order, OrderStatus, Side
 
 if TYPE_CHECKING:
     from engine.execution.order_resolution import Holding, Resolution
@@ -208,7 +208,7 @@ class Broker(Protocol):
     """Order execution at a venue (paper or exchange). Quantities in base currency, prices in quote.
 
     Implementations round quantities down to the lot step and prices to the tick size of the
-    market, and raise :class:`engine.errors.ExchangeCallException` subclasses on failure.
+    market, and raise :class:`engine.domain.errors.ExchangeCallException` subclasses on failure.
     """
 
     async def load_markets(self) -> dict[str, MarketLimits]:

@@ -6,7 +6,7 @@ order's id buys again). An order whose reply is lost, late, garbled or empty has
 it is never re-sent blind but resolved by :func:`~engine.execution.order_resolution.resolve_unknown_order`
 (lookups with backoff over a bounded window, then the account's base balance and trades); only an
 order proven absent is sent again, and one still unknown raises
-:class:`~engine.errors.OrderOutcomeUnknownException` for the caller to keep and look up later. Every
+:class:`~engine.domain.errors.OrderOutcomeUnknownException` for the caller to keep and look up later. Every
 filled ack carries the order's trades with their fees, so the caller books what the account holds.
 
 Stops that move and stop-and-target pairs (Binance OCO) are in :mod:`engine.execution.ccxt_protection`.
@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 
 import ccxt  # type: ignore[import-untyped]
 
-from engine.errors import (
+from engine.domain.errors import (
     ExchangeCallException,
     ExchangeUnavailableException,
     OrderOutcomeUnknownException,
     OrderRejectedException,
 )
+from engine.domain.models import MarketLimits, OrderStatus, Side
 from engine.execution.broker import Balance, OrderAck, PairAck
 from engine.execution.ccxt_parsing import MalformedReplyError, parse_fill, parse_order_ack
 from engine.execution.ccxt_protection import ProtectiveOrders
@@ -40,7 +41,6 @@ from engine.execution.order_resolution import (
     resolve_unknown_order,
 )
 from engine.execution.retry import RandomSource, RetryPolicy, call_with_retry
-from engine.models import MarketLimits, OrderStatus, Side
 
 DEFAULT_STOP_LIMIT_OFFSET_RATIO = 0.005
 """Where only STOP_LOSS_LIMIT exists: the limit sits this ratio beyond the stop so it still fills."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import ccxt  # type: ignore[import-untyped]
 
+from engine.domain.models import Fill, Order, OrderStatus, OrderType, Side
 from engine.execution.broker import OrderAck, PairAck
-from engine.models import Fill, Order, OrderStatus, OrderType, Side
 
 _RAW_STATUS = {
     "NEW": OrderStatus.OPEN,

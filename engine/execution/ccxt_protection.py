@@ -12,7 +12,7 @@ unified OCO call for spot): a ``LIMIT_MAKER`` at the target above, a ``STOP_LOSS
 exists, a ``STOP_LOSS_LIMIT``) at the stop below, for one quantity locked once. Its send follows every
 rule of a single order: the stop leg's client id is looked up first, an unknown outcome is resolved by
 looking that leg up (never re-sent blind), and a refusal is classified: the stop already crossed
-(:class:`~engine.errors.StopWouldTriggerException`) or the target already reached
+(:class:`~engine.domain.errors.StopWouldTriggerException`) or the target already reached
 (:class:`~engine.execution.broker.TargetCrossedError`); Binance's "relationship of the prices" refusal
 names neither, so the last price tells which.
 """
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import ccxt  # type: ignore[import-untyped]
 
-from engine.errors import (
+from engine.domain.errors import (
     ExchangeCallException,
     InsufficientFundsException,
     OrderNotFoundException,
@@ -31,10 +31,10 @@ from engine.errors import (
     OrderRejectedException,
     StopWouldTriggerException,
 )
+from engine.domain.models import OrderStatus, Side
 from engine.execution.broker import OrderAck, PairAck, StopReplaceError, TargetCrossedError, make_client_order_id
 from engine.execution.broker import pair_client_ids as _pair_ids
 from engine.execution.ccxt_parsing import MalformedReplyError, parse_order_list
-from engine.models import OrderStatus, Side
 
 if TYPE_CHECKING:
     from engine.execution.ccxt_broker import CcxtBroker

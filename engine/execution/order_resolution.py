@@ -16,7 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from engine.errors import ExchangeCallException
+from engine.domain.errors import ExchangeCallException
 from engine.execution.broker import OrderAck
 from engine.execution.retry import RandomSource
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.decision import Decision, DecisionCore, Outcome
-from engine.events import Event
-from engine.fills import FillModel
-from engine.models import ClosedTrade, Fill, Order
-from engine.simulation import SimulatedAccount
-from engine.strategy import PreparedSymbol
+from engine.analysis.strategy import PreparedSymbol
+from engine.core.decision import Decision, DecisionCore, Outcome
+from engine.domain.events import Event
+from engine.domain.models import ClosedTrade, Fill, Order
+from engine.simulation.account import SimulatedAccount
+from engine.simulation.fills import FillModel
 
 
 class PaperExecution:

@@ -1,7 +1,7 @@
 """Provides the per-position protection state and the order-rate governor the live order manager obeys.
 
 A live position is always in one :class:`ProtectionState`. The order manager moves it between states
-in one bounded loop (:meth:`engine.order_manager.OrderManager.drive_protection`), never by the stop
+in one bounded loop (:meth:`engine.execution.order_manager.OrderManager.drive_protection`), never by the stop
 and exit paths calling each other: a stop refused because the market is already through it becomes
 one market exit; a refused exit becomes a critical alert, halted entries and one retry on the next
 bar; at most :data:`MAX_PROTECTION_ORDERS_PER_DECISION` orders are sent per decision or bar. The
@@ -14,7 +14,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.models import ExitKind
+from engine.domain.models import ExitKind
 
 MAX_PROTECTION_ORDERS_PER_DECISION = 2
 """Orders the protection loop may send for one symbol per decision or bar (a stop, then an exit)."""

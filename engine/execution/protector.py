@@ -20,14 +20,14 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from engine.errors import (
+from engine.domain.errors import (
     ExchangeCallException,
     InsufficientFundsException,
     OrderOutcomeUnknownException,
     OrderRejectedException,
     StopWouldTriggerException,
 )
-from engine.events import (
+from engine.domain.events import (
     Event,
     ExitPostponed,
     ExitRefused,
@@ -38,14 +38,14 @@ from engine.events import (
     TargetNotPlaced,
     TargetReached,
 )
+from engine.domain.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 from engine.execution.booking import TAKE_PROFIT, sellable
 from engine.execution.broker import OrderAck, PairAck, TargetCrossedError
 from engine.execution.protection import Protection, ProtectionState
 from engine.execution.take_profit import target_intent
-from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
-    from engine.order_manager import OrderManager
+    from engine.execution.order_manager import OrderManager
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ _P = ProtectionState
 
 
 class Protector:
-    """Stops, pairs and exits of the live positions of one :class:`~engine.order_manager.OrderManager`.
+    """Stops, pairs and exits of the live positions of one :class:`~engine.execution.order_manager.OrderManager`.
 
     Args:
         manager: the order manager whose broker, books and events it uses (and whose stops it keeps).

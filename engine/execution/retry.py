@@ -8,7 +8,7 @@ plus ``BadResponse`` (a garbled body: the request's outcome is unknown, like a t
 ``AuthenticationError``, ...): the exchange understood the request and said no; asking again cannot
 change the answer and, for orders, could only do harm.
 
-Failures surface as :class:`engine.errors.ExchangeCallException` subclasses whose text names the
+Failures surface as :class:`engine.domain.errors.ExchangeCallException` subclasses whose text names the
 operation and a reason with query strings removed: ccxt puts the full signed URL in its messages.
 The module knows nothing about circuit breakers; callers pass ``on_error``/``on_success`` callbacks
 (e.g. ``lambda exc: breaker.record_api_error(clock.now_ms())``).
@@ -26,8 +26,8 @@ from typing import Protocol, TypeVar
 
 import ccxt  # type: ignore[import-untyped]
 
-from engine.backoff import exponential_ceiling_s
-from engine.errors import (
+from engine.domain.backoff import exponential_ceiling_s
+from engine.domain.errors import (
     ExchangeAuthException,
     ExchangeCallException,
     ExchangeUnavailableException,

@@ -13,16 +13,16 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from engine.decision import StopMoved
-from engine.errors import ExchangeCallException, OrderOutcomeUnknownException
+from engine.core.decision import StopMoved
+from engine.domain.errors import ExchangeCallException, OrderOutcomeUnknownException
+from engine.domain.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 from engine.execution.booking import TAKE_PROFIT
 from engine.execution.broker import OrderAck, PairAck, StopReplaceError
 from engine.execution.protection import ProtectionState
 from engine.execution.take_profit import target_intent
-from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 
 if TYPE_CHECKING:
-    from engine.order_manager import OrderManager
+    from engine.execution.order_manager import OrderManager
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ _P = ProtectionState
 
 
 class StopMover:
-    """Moves the exchange stops of one :class:`~engine.order_manager.OrderManager` as the trailing stop tightens."""
+    """Moves the exchange stops of one :class:`~engine.execution.order_manager.OrderManager` as the trailing stop
+    tightens."""
 
     def __init__(self, manager: OrderManager) -> None:
         self.m = manager

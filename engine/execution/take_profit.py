@@ -19,17 +19,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from engine.errors import ExchangeCallException
-from engine.events import StopPlaced, TargetReached
+from engine.analysis.strategy import PreparedSymbol
+from engine.domain.errors import ExchangeCallException
+from engine.domain.events import StopPlaced, TargetReached
+from engine.domain.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
 from engine.execution.booking import TAKE_PROFIT
 from engine.execution.broker import PairAck, pair_client_ids
 from engine.execution.protection import Protection, ProtectionState
-from engine.fills import FillModel
-from engine.models import ExitKind, Order, OrderKind, OrderStatus, OrderType, Side
-from engine.strategy import PreparedSymbol
+from engine.simulation.fills import FillModel
 
 if TYPE_CHECKING:
-    from engine.order_manager import OrderManager
+    from engine.execution.order_manager import OrderManager
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def target_intent(stop: Order, target_price: float) -> Order:
 
 
 class Targets:
-    """The take-profit side of one live :class:`~engine.order_manager.OrderManager`.
+    """The take-profit side of one live :class:`~engine.execution.order_manager.OrderManager`.
 
     Args:
         manager: the order manager (its broker, books, resting stops and targets).

@@ -3,7 +3,7 @@
 Commands (only from chats in ``telegram.allowed_chat_ids``):
 
 ``/status`` ``/positions`` ``/pnl`` ``/breakers``
-    Answered from ``engine.snapshot()``.
+    Answered from ``engine.domain.snapshot()``.
 ``/halt`` ``/resume``
     ``engine.submit(Halt(source="telegram:<chat id>"))`` / ``Resume``; the reply says the command
     was queued, and the engine's ``TradingStateChanged`` event (sent as an alert) says it happened.
@@ -20,7 +20,7 @@ Commands (only from chats in ``telegram.allowed_chat_ids``):
     ``loss_limit`` latches). The request is checked first (unknown setting or invalid
     value: refused and audited), then the chat is asked to confirm it with a code exactly like
     ``/exit_all``. Only a confirmed request from an allowed chat gets a grant from the engine's
-    :class:`engine.risk_gate.RiskChangeGate` and is submitted; every outcome (authorised, wrong
+    :class:`engine.runtime.risk_gate.RiskChangeGate` and is submitted; every outcome (authorised, wrong
     code, expired, cancelled) is audited with the old and new value.
 ``/report``
     The daily report now (does not reset the daily tally).
@@ -54,12 +54,12 @@ from telegram.ext import (
     filters,
 )
 
-from engine.bus import EngineHandle
-from engine.commands import Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
+from engine.domain.bus import EngineHandle
+from engine.domain.commands import Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
+from engine.domain.ports import RiskChangeRefused, RiskGate
+from engine.domain.snapshot import EngineSnapshot
 from engine.notify import formatting, views
-from engine.risk_gate import RiskChangeRefused, RiskGate
 from engine.security.auth import AuthenticationFailed
-from engine.snapshot import EngineSnapshot
 
 logger = logging.getLogger(__name__)
 

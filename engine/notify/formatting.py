@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.events import (
+from engine.domain.events import (
     BreakerEvent,
     BreakerHalfOpened,
     BreakerReset,

@@ -24,9 +24,9 @@ begins at start), ``stop()`` before closing the store; the clock decides the dai
 replay clock yields a report per simulated day. Commands arrive as ``engine.submit(Halt|Resume|
 EmergencyExit(source="telegram:<chat id>"))``; their outcome should come back as events
 (``TradingStateChanged``, ``EmergencyExitStarted``/``Completed``), which are sent as alerts. Risk
-changes (``/set``, ``/resume_breaker``) need the engine's :class:`engine.risk_gate.RiskChangeGate`
-(``risk_gate``); without one they are refused. :mod:`engine.remote_control` does this wiring for
-:class:`engine.runtime.TradingEngine`. ``stop()`` gives alerts already queued one last delivery
+changes (``/set``, ``/resume_breaker``) need the engine's :class:`engine.runtime.risk_gate.RiskChangeGate`
+(``risk_gate``); without one they are refused. :mod:`engine.runtime.remote_control` does this wiring for
+:class:`engine.runtime.engine.TradingEngine`. ``stop()`` gives alerts already queued one last delivery
 round (at most ``NotifierTuning.stop_flush_s``) when connected; the rest wait for the next run.
 
 The bot token never reaches a log line or an exception text: the HTTP client loggers (which
@@ -49,16 +49,16 @@ from telegram import Bot, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from engine.bus import EngineHandle, Subscription
-from engine.clock import Clock
 from engine.config import Settings, TelegramConfig
-from engine.events import Event
+from engine.domain.bus import EngineHandle, Subscription
+from engine.domain.clock import Clock
+from engine.domain.events import Event
+from engine.domain.ports import RiskGate
 from engine.notify.commands import AuditSink, ExitConfirmations, TelegramCommands
 from engine.notify.formatting import format_event
 from engine.notify.outbox import ChatRateLimiter, OutboxSender, RetryPolicy, wall_ms
 from engine.notify.report import DailySchedule
 from engine.notify.views import DailyTally, format_daily_report
-from engine.risk_gate import RiskGate
 from engine.security.audit import AuditLog
 from engine.security.redaction import SecretRedactor, install_secret_redaction
 from engine.store import Store
@@ -345,7 +345,7 @@ class TelegramNotifier:
         self.sender.wake()
 
     def report_text(self) -> str:
-        """The daily report as of now (``engine.snapshot()`` plus events tallied since the last report)."""
+        """The daily report as of now (``engine.domain.snapshot()`` plus events tallied since the last report)."""
         return format_daily_report(self._engine.snapshot(), self._tally, self._clock.now_ms())
 
     async def send_daily_report(self) -> None:

@@ -39,7 +39,7 @@ from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from engine.backoff import exponential_ceiling_s
+from engine.domain.backoff import exponential_ceiling_s
 from engine.notify.formatting import coalesce, join_texts
 from engine.store.records import OutboxMessage
 

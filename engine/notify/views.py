@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.events import BreakerEvent, BreakerHalfOpened, BreakerReset, BreakerTripped, Event, PositionClosed
-from engine.models import BreakerStatus, CircuitState, Position
+from engine.domain.events import BreakerEvent, BreakerHalfOpened, BreakerReset, BreakerTripped, Event, PositionClosed
+from engine.domain.models import BreakerStatus, CircuitState, Position
+from engine.domain.snapshot import EngineSnapshot
 from engine.notify.formatting import esc, fmt_money, fmt_pct, fmt_price, fmt_qty, fmt_time, lines
-from engine.snapshot import EngineSnapshot
 
 NO_SNAPSHOT_TEXT = "The engine has not published a snapshot yet."
 

@@ -7,11 +7,11 @@ config refused live), :func:`check_file_permissions` on the config and secrets f
 
 from __future__ import annotations
 
+from engine.domain.ports import RiskChange
 from engine.security.audit import AuditAction, AuditEntry, AuditLog, VerifyResult, verify_rows
 from engine.security.auth import (
     AuthenticationFailed,
     PassphraseHash,
-    RiskChange,
     RiskChangeAuthorizer,
     hash_passphrase,
     passphrase_hash_from_secrets,

@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
+from engine.domain.ports import RiskChange
 from engine.security.audit import AuditAction, AuditLog
 from engine.security.crypto import PRODUCTION_KDF, SALT_BYTES, KdfParams, derive_key
 from engine.security.secrets_file import RISK_PASSPHRASE_HASH_NAME
@@ -84,21 +85,6 @@ def passphrase_hash_from_secrets(secrets: Mapping[str, SecretStr]) -> Passphrase
     """The risk-change passphrase hash kept in the secrets file, or None when none was set."""
     stored = secrets.get(RISK_PASSPHRASE_HASH_NAME)
     return None if stored is None else PassphraseHash.parse(stored.get_secret_value())
-
-
-@dataclass(frozen=True)
-class RiskChange:
-    """A requested change of one runtime risk or breaker parameter.
-
-    Attributes:
-        parameter: dotted setting path, e.g. ``risk.max_daily_loss_percent`` or ``breaker.loss``.
-        old_value: the value in force now.
-        new_value: the value asked for.
-    """
-
-    parameter: str
-    old_value: Any
-    new_value: Any
 
 
 class RiskChangeAuthorizer:

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.crypto import PRODUCTION_KDF, KdfParams, SealedFormatError, seal, unseal
 from engine.security.permissions import PRIVATE_FILE_MODE, fsync_directory, write_private_file
 from engine.store.migrations import LATEST_VERSION

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 
 ENVELOPE_VERSION = 1
 SALT_BYTES = 16

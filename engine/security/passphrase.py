@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 
 SECRETS_PASSPHRASE_ENV = "TRADEBOT_SECRETS_PASSPHRASE"
 BACKUP_PASSPHRASE_ENV = "TRADEBOT_BACKUP_PASSPHRASE"

@@ -9,7 +9,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 
 logger = logging.getLogger(__name__)
 

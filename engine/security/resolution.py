@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 
 from engine.config import CONFIG_PATH_ENV, SECRET_FIELDS, Settings, load_settings, read_toml, resolve_config_path
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.passphrase import SECRETS_PASSPHRASE_ENV, passphrase_from_env_or_prompt, require_passphrase
 from engine.security.secrets_file import SecretsFile, default_secrets_path
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from engine.config import SECRET_FIELDS, resolve_config_path
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.crypto import PRODUCTION_KDF, KdfParams, SealedFormatError, WrongPassphraseError, seal, unseal
 from engine.security.permissions import write_private_file
 

@@ -21,7 +21,7 @@ from typing import Any, Generic, Self, TypeVar
 import aiosqlite
 import numpy as np
 
-from engine.errors import StoreException
+from engine.domain.errors import StoreException
 from engine.store.migrations import MIGRATIONS, apply_migrations, read_schema_version
 
 T = TypeVar("T")

@@ -8,9 +8,9 @@ from itertools import repeat
 
 import numpy as np
 
-from engine.models import Candles
+from engine.domain.models import Candles
+from engine.domain.timeframes import parse_timeframe
 from engine.store.base import StoreBase
-from engine.timeframes import parse_timeframe
 
 _UPSERT_CANDLE_SQL = (
     "INSERT INTO candles (symbol, timeframe, open_time_ms, open, high, low, close, volume)"
@@ -129,7 +129,7 @@ class CandleStoreMixin(StoreBase):
     async def candle_series(self) -> list[CandleSeriesInfo]:
         """One summary per stored (symbol, timeframe), sorted by symbol then timeframe length.
 
-        Gaps are measured in bars of the series' timeframe (``engine.timeframes.parse_timeframe``); a
+        Gaps are measured in bars of the series' timeframe (``engine.domain.timeframes.parse_timeframe``); a
         series whose timeframe cannot be parsed reports no gaps.
         """
         series = await self._fetchall(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from engine.errors import StoreException
+from engine.domain.errors import StoreException
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from engine.models import (
+from engine.domain.models import (
     ClosedTrade,
     EquityPoint,
     ExitKind,

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
 from engine.config import BreakerConfig, RiskConfig, Settings
-from engine.decision import DecisionCore
-from engine.fills import FillModel
-from engine.models import Candles, MarketLimits
-from engine.portfolio import Portfolio
-from engine.simulation import SimulatedAccount
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.models import Candles, MarketLimits
+from engine.simulation.account import SimulatedAccount
+from engine.simulation.fills import FillModel
 
 HOUR_MS = 3_600_000
 START_MS = 1_735_689_600_000  # 2025-01-01 00:00 UTC

@@ -15,14 +15,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from engine.bus import Subscription
+from engine.analysis.strategy import Strategy, StrategyParams
 from engine.config import Settings
 from engine.data.live_feed import ClosedCandle
 from engine.data.sample import load_sample
-from engine.events import Event
-from engine.models import Candles
-from engine.runtime import TradingEngine, build_engine
-from engine.strategy import Strategy, StrategyParams
+from engine.domain.bus import Subscription
+from engine.domain.events import Event
+from engine.domain.models import Candles
+from engine.runtime.engine import TradingEngine, build_engine
 from tests.engine.runtime_helpers import WAIT_S, finish, make_settings, start
 from tests.fakes.binance_shapes import FakeOrder
 from tests.fakes.fake_binance import FakeBinance

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.data.sample import load_sample
-from engine.models import Candles
+from engine.domain.models import Candles
 from tests.engine.live_rig import LiveRig, live_settings, start_live
 from tests.fakes.fake_binance import FakeBinance
 

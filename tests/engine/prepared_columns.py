@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
 from engine.config import Settings
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
 
 
 def default_strategy(params: StrategyParams | None = None) -> Strategy:

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.bus import Subscription
 from engine.config import Settings
 from engine.data.sample import load_sample
-from engine.events import Event
-from engine.models import Candles
-from engine.runtime import TradingEngine, build_engine
+from engine.domain.bus import Subscription
+from engine.domain.events import Event
+from engine.domain.models import Candles
+from engine.runtime.engine import TradingEngine, build_engine
 
 WAIT_S = 30.0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.audit import AuditAction, AuditLog
 from engine.security.auth import (
     AuthenticationFailed,

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.backoff import exponential_ceiling_s
+from engine.domain.backoff import exponential_ceiling_s
 
 
 def test_doubles_from_the_base_after_each_failure() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.audit import AuditAction, AuditLog
 from engine.security.backup import PRE_RESTORE_SUFFIX, create_backup, read_backup, restore_backup
 from engine.security.crypto import KdfParams, WrongPassphraseError

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.breaker import HALF_OPEN_CONFIRMATIONS, CircuitBreaker
 from engine.config import BreakerConfig
-from engine.errors import CircuitBreakerException
-from engine.events import BreakerTripped, Severity
-from engine.models import CircuitState
+from engine.core.breaker import HALF_OPEN_CONFIRMATIONS, CircuitBreaker
+from engine.domain.errors import CircuitBreakerException
+from engine.domain.events import BreakerTripped, Severity
+from engine.domain.models import CircuitState
 
 SECOND_MS = 1_000
 COOLDOWN_MS = 900 * SECOND_MS

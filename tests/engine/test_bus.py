@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.bus import Bus
-from engine.models import TradingState
-from engine.snapshot import EngineSnapshot
+from engine.domain.bus import Bus
+from engine.domain.models import TradingState
+from engine.domain.snapshot import EngineSnapshot
 from tests.event_samples import filled, happened
 
 

@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import (
+from engine.domain.errors import (
     ExchangeCallException,
     ExchangeUnavailableException,
     InsufficientFundsException,
     OrderNotFoundException,
     OrderRejectedException,
 )
+from engine.domain.models import MarketLimits, OrderStatus, OrderType, Side
 from engine.execution.broker import (
     CLIENT_ORDER_ID_MAX_CHARS,
     Broker,
@@ -29,7 +30,6 @@ from engine.execution.ccxt_broker import CcxtBroker
 from engine.execution.ccxt_client import create_binance_client
 from engine.execution.order_resolution import ResolutionPolicy
 from engine.execution.retry import RetryPolicy
-from engine.models import MarketLimits, OrderStatus, OrderType, Side
 from tests.fakes.fake_binance import FakeBinance, Fault, FaultKind
 
 CLIENT_TIMEOUT_S = 0.3

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from engine.errors import InsufficientFundsException, OrderOutcomeUnknownException, StopWouldTriggerException
+from engine.domain.errors import InsufficientFundsException, OrderOutcomeUnknownException, StopWouldTriggerException
+from engine.domain.models import OrderStatus, OrderType, Side
 from engine.execution.broker import PairAck, StopReplaceError, TargetCrossedError, pair_client_ids
 from engine.execution.ccxt_broker import CcxtBroker
 from engine.execution.ccxt_client import create_binance_client
-from engine.models import OrderStatus, OrderType, Side
 from tests.engine.test_ccxt_broker import CLIENT_TIMEOUT_S, POLICY, Recorder, Rig, buy
 from tests.fakes.fake_binance import FakeBinance, Fault, FaultKind
 

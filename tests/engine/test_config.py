@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_settings
-from engine.errors import ConfigException
+from engine.domain.errors import ConfigException
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DUMMY_KEY = "dummy-api-key-7f3a9c"

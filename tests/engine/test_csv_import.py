@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.data.csv_import import detect_format, import_candle_file, read_candle_file
 from engine.data.validate import GapReport, Rule, find_gaps, validate_symbol
-from engine.errors import DataValidationError
+from engine.domain.errors import DataValidationError
 from engine.store import Store
 from tests.shared_data import shared_data_path
 

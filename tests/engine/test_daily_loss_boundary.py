@@ -1,6 +1,6 @@
 """Specification of the daily loss limit at the trading-day boundary, through the backtest's decision path.
 
-The rule (``engine.trading_day``): a bar closing at t belongs to the day containing t - 1 ms, and a day
+The rule (``engine.domain.trading_day``): a bar closing at t belongs to the day containing t - 1 ms, and a day
 starts at the equity marked at its reset instant (the previous day's last close), whether or not the
 account was flat. A loss beyond the limit inside any bar - the last bar of a day, the entry bar after a
 flat night, a 1d bar - is acted on at that bar's close: halt, and close everything at the next open.
@@ -14,17 +14,17 @@ import numpy as np
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from engine.analysis.strategy import PreparedSymbol
 from engine.backtest.loop import LoopOutput, run_loop
 from engine.backtest.metrics import daily_returns
 from engine.config import BreakerConfig, RiskConfig
-from engine.events import Event
-from engine.limits import AccountLimits, loss_pct
-from engine.models import Candles, ClosedTrade, PositionSide, TradingState
-from engine.precision import reaches
-from engine.simulation import SimulatedAccount
-from engine.strategy import PreparedSymbol
-from engine.timeframes import parse_timeframe
-from engine.trading_day import DAY_MS, day_of_close, day_start_ms, days_of_closes, reset_offset_ms
+from engine.core.account_limits import AccountLimits, loss_pct
+from engine.domain.events import Event
+from engine.domain.models import Candles, ClosedTrade, PositionSide, TradingState
+from engine.domain.precision import reaches
+from engine.domain.timeframes import parse_timeframe
+from engine.domain.trading_day import DAY_MS, day_of_close, day_start_ms, days_of_closes, reset_offset_ms
+from engine.simulation.account import SimulatedAccount
 from tests.engine.decision_fixtures import START_MS, account, prepared
 
 HOUR_MS = 3_600_000

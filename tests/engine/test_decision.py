@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import RiskConfig, Settings
-from engine.decision import EntryDecision, ExitDecision
-from engine.models import TradingState
-from engine.precision import is_step_multiple
+from engine.core.decision import EntryDecision, ExitDecision
+from engine.domain.models import TradingState
+from engine.domain.precision import is_step_multiple
 from tests.engine.decision_fixtures import LIMITS, account, candles, flat_candles, prepared, run
 
 BIG_RISK = {"max_notional_percent": 50.0, "max_position_size_percent": 50.0, "risk_per_trade_percent": 50.0}

@@ -17,7 +17,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from engine.config import Settings
-from engine.drift import (
+from engine.domain.events import Event
+from engine.domain.models import Candles, ClosedTrade, ExitKind
+from engine.notify.formatting import format_event
+from engine.runtime.drift import (
     EXACT,
     LIVE_TOLERANCE,
     DecisionDiverged,
@@ -29,18 +32,15 @@ from engine.drift import (
     fmt_bar,
     run_window_backtest,
 )
-from engine.drift_expectancy import (
+from engine.runtime.drift_expectancy import (
     ExpectancyBelowBacktest,
     ExpectancyComparison,
     expectancy_alert,
     mean_and_standard_error,
 )
-from engine.drift_watch import expectancy_event
-from engine.events import Event
-from engine.models import Candles, ClosedTrade, ExitKind
-from engine.notify.formatting import format_event
-from engine.runtime import TradingEngine, build_engine
-from engine.simulation import TradeRecord
+from engine.runtime.drift_watch import expectancy_event
+from engine.runtime.engine import TradingEngine, build_engine
+from engine.simulation.account import TradeRecord
 from tests.engine.runtime_helpers import WAIT_S, btc_window, finish, make_settings, start, wait_for_event
 
 SYMBOL = "BTC/USDT"
@@ -255,7 +255,7 @@ async def test_paper_replay_of_a_bundled_window_finds_no_divergence(tmp_path: Pa
 
 
 async def test_a_manual_close_is_published_as_a_divergence_event_and_alert(tmp_path: Path) -> None:
-    from engine.commands import ClosePosition
+    from engine.domain.commands import ClosePosition
 
     engine = _drift_engine(tmp_path, check_every_bars=24)
     publish = engine.emit

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_settings
-from engine.errors import ConfigException
+from engine.domain.errors import ConfigException
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

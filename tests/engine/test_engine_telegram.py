@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from engine.commands import EmergencyExit
-from engine.models import CircuitState, TradingState
-from engine.runtime import TradingEngine
+from engine.domain.commands import EmergencyExit
+from engine.domain.models import CircuitState, TradingState
+from engine.runtime.engine import TradingEngine
 from engine.security.audit import AuditLog
 from engine.security.auth import hash_passphrase
 from engine.security.crypto import KdfParams
@@ -42,7 +42,7 @@ async def api() -> AsyncIterator[FakeBotApi]:
 
 
 def telegram_engine(tmp_path: Path, api: FakeBotApi, **options: Any) -> TradingEngine:
-    from engine.runtime import build_engine
+    from engine.runtime.engine import build_engine
 
     settings = make_settings(tmp_path, ["BTC/USDT"], telegram={
         "token": TOKEN, "allowed_chat_ids": [PRIVATE_CHAT], "base_url": api.base_url, "request_timeout_s": 2.0,

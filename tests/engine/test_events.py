@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-import engine.events as events
-from engine.events import Event, PositionClosed, RiskLimitBreached, Severity
-from engine.models import ExitKind
+import engine.domain.events as events
+from engine.domain.events import Event, PositionClosed, RiskLimitBreached, Severity
+from engine.domain.models import ExitKind
 from tests.event_samples import closed, opened
 
 EVENT_CLASSES = [getattr(events, name) for name in events.__all__

@@ -13,8 +13,8 @@ import aiohttp
 import ccxt  # type: ignore[import-untyped]
 import pytest
 
+from engine.domain.timeframes import HOUR_MS
 from engine.execution.ccxt_client import create_binance_client
-from engine.timeframes import HOUR_MS
 from tests.fakes.fake_binance import FakeBinance, Fault, FaultKind
 
 T0 = 1_699_999_200_000  # an hour boundary, UTC ms

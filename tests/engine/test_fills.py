@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine.config import BacktestConfig
-from engine.fills import FillModel
-from engine.models import PositionSide, Side
+from engine.domain.models import PositionSide, Side
+from engine.simulation.fills import FillModel
 
 MODEL = FillModel(commission_rate=0.001, slippage_rate=0.0005)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from engine.breaker import SYSTEM, VOLATILITY, CircuitBreaker
-from engine.clock import SimulatedClock
 from engine.config import BreakerConfig
-from engine.errors import ExchangeUnavailableException
-from engine.events import Event
-from engine.health import SystemHealthMonitor
-from engine.models import CircuitState
+from engine.core.breaker import SYSTEM, VOLATILITY, CircuitBreaker
+from engine.domain.clock import SimulatedClock
+from engine.domain.errors import ExchangeUnavailableException
+from engine.domain.events import Event
+from engine.domain.models import CircuitState
+from engine.runtime.health import SystemHealthMonitor
 
 CONFIG = BreakerConfig(api_error_threshold=2, api_error_window_s=10.0, cooldown_s=5.0, latching=[])
 

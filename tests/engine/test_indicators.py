@@ -1,4 +1,4 @@
-"""Specification of engine.indicators: definitions on hand-made cases, no look-ahead, edge cases."""
+"""Specification of engine.analysis.indicators: definitions on hand-made cases, no look-ahead, edge cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import indicators as ind
+from engine.analysis import indicators as ind
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 

@@ -1,4 +1,4 @@
-"""Cross-checks engine.indicators against independent libraries: TA-Lib, pandas-ta-classic and ta.
+"""Cross-checks engine.analysis.indicators against independent libraries: TA-Lib, pandas-ta-classic and ta.
 
 Where a peer's definition is the same we require 1e-9 relative agreement; where it differs by design (ATR
 start-up, CCI on a flat window, pandas-ta's squeeze sigma, rma seed) the test pins the expected difference.
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import talib
 
-from engine import indicators as ind
+from engine.analysis import indicators as ind
 from tests.shared_data import shared_data_path
 
 RTOL = 1e-9

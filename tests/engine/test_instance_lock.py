@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DataException, EngineAlreadyRunningException, TradingBotException
-from engine.instance_lock import LOCK_STATE_KEY, EngineLock, LockHolder, lock_path_for, probe, read_holder
-from engine.runtime import build_engine
+from engine.domain.errors import DataException, EngineAlreadyRunningException, TradingBotException
+from engine.runtime.engine import build_engine
+from engine.runtime.instance_lock import LOCK_STATE_KEY, EngineLock, LockHolder, lock_path_for, probe, read_holder
 from engine.store import Store
 from tests.engine.runtime_helpers import btc_window, finish, make_settings, paper_engine, start
 
@@ -104,7 +104,7 @@ def test_a_lock_held_by_a_killed_process_is_free_afterwards(tmp_path: Path) -> N
     database = tmp_path / "tradebot.sqlite3"
     holder_code = (
         "import sys, time\n"
-        "from engine.instance_lock import EngineLock\n"
+        "from engine.runtime.instance_lock import EngineLock\n"
         "lock = EngineLock.take(sys.argv[1], mode='paper')\n"
         "print('held', flush=True)\n"
         "time.sleep(600)\n"

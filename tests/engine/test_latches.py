@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.commands import EmergencyExit, Halt, Resume, ResumeBreaker
-from engine.models import BreakerStatus, CircuitState, MarketLimits, TradingState
-from engine.runtime import TradingEngine
+from engine.domain.commands import EmergencyExit, Halt, Resume, ResumeBreaker
+from engine.domain.models import BreakerStatus, CircuitState, MarketLimits, TradingState
+from engine.runtime.engine import TradingEngine
 from engine.security.audit import AuditLog
 from engine.security.auth import hash_passphrase
 from engine.security.crypto import KdfParams

@@ -8,8 +8,8 @@ from datetime import time
 import pytest
 
 from engine.config import RiskConfig
-from engine.errors import RiskManagementException
-from engine.limits import AccountLimits, RiskAction
+from engine.core.account_limits import AccountLimits, RiskAction
+from engine.domain.errors import RiskManagementException
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

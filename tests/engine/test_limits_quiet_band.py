@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import RiskConfig
-from engine.errors import RiskManagementException
-from engine.limits import AccountLimits, LimitCheck, loss_pct
-from engine.trading_day import day_of_instant, day_start_ms, reset_offset_ms
+from engine.core.account_limits import AccountLimits, LimitCheck, loss_pct
+from engine.domain.errors import RiskManagementException
+from engine.domain.trading_day import day_of_instant, day_start_ms, reset_offset_ms
 
 HOUR_MS = 3_600_000
 DAY2 = 20_000 * 24 * HOUR_MS

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from engine.data.live_feed import CcxtCandleFeed, ClosedCandle
-from engine.errors import ExchangeCallException
+from engine.domain.errors import ExchangeCallException
+from engine.domain.timeframes import HOUR_MS, MINUTE_MS
 from engine.execution.ccxt_client import create_binance_client
 from engine.execution.retry import RetryPolicy
-from engine.timeframes import HOUR_MS, MINUTE_MS
 from tests.fakes.fake_binance import FakeBinance, FaultKind
 from tests.shared_data import shared_data_path
 

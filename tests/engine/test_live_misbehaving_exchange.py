@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.commands import EmergencyExit
-from engine.errors import StopWouldTriggerException
+from engine.domain.commands import EmergencyExit
+from engine.domain.errors import StopWouldTriggerException
+from engine.domain.models import Candles, CircuitState, ExitKind, Side, TradingState
 from engine.execution.booking import floor_to_lot
-from engine.models import Candles, CircuitState, ExitKind, Side, TradingState
 from tests.engine.live_rig import (
     HISTORY_BARS,
     LiveRig,

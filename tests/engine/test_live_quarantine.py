@@ -18,11 +18,11 @@ import pytest
 
 from engine.data.live_feed import CcxtCandleFeed
 from engine.data.live_validation import CandleValidator
-from engine.events import Event
+from engine.domain.events import Event
+from engine.domain.models import Candles, CircuitState
+from engine.domain.snapshot import FEED_DEGRADED, FEED_OK, FEED_STALE
 from engine.execution.ccxt_client import create_binance_client
 from engine.execution.retry import RetryPolicy
-from engine.models import Candles, CircuitState
-from engine.snapshot import FEED_DEGRADED, FEED_OK, FEED_STALE
 from tests.engine.live_rig import HISTORY_BARS, LiveRig, first_entry_bar
 from tests.engine.manual_clock_rig import (
     HOUR_MS,

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.decision import DecisionCore, EntryDecision, StopMoved
+from engine.core.portfolio import Portfolio
 from engine.data.live_feed import ClosedCandle
-from engine.decision import DecisionCore, EntryDecision, StopMoved
+from engine.domain.models import Candles, ExitKind, OrderKind, OrderStatus, OrderType
 from engine.execution.booking import floor_to_lot
 from engine.execution.protection import ProtectionState
-from engine.models import Candles, ExitKind, OrderKind, OrderStatus, OrderType
-from engine.portfolio import Portfolio
 from engine.store import Store
 from tests.engine.live_rig import (
     HISTORY_BARS,

@@ -21,9 +21,9 @@ from engine.data.live_validation import (
 )
 from engine.data.sample import sample_files
 from engine.data.validate import CandleColumns, first_violation, row_violations, timestamps_to_ms
-from engine.models import Candles
-from engine.snapshot import FEED_DEGRADED, FEED_OK, FEED_STALE
-from engine.timeframes import parse_timeframe
+from engine.domain.models import Candles
+from engine.domain.snapshot import FEED_DEGRADED, FEED_OK, FEED_STALE
+from engine.domain.timeframes import parse_timeframe
 from tests.engine.manual_clock_rig import HOUR_MS, sample
 from tests.shared_data import shared_data_dir
 

@@ -13,11 +13,11 @@ import pytest
 
 from engine.data.live_history import FIRST_AVAILABLE_STATE_KEY, HistoryLoad, load_live_history, warmup_start_ms
 from engine.data.live_validation import CandleValidator
+from engine.domain.models import Candles
+from engine.domain.timeframes import DAY_MS
 from engine.execution.ccxt_client import create_binance_client
 from engine.execution.retry import RetryPolicy
-from engine.models import Candles
 from engine.store import Store
-from engine.timeframes import DAY_MS
 from tests.engine.manual_clock_rig import (
     HOUR_MS,
     KLINES,
@@ -32,7 +32,7 @@ from tests.engine.manual_clock_rig import (
 from tests.fakes.fake_binance import FakeBinance
 
 POLICY = RetryPolicy(max_attempts=2, attempt_timeout_s=2.0, base_delay_s=0.001, max_delay_s=0.002)
-WARMUP_BARS = 9528  # engine.warmup.derive_warmup for the default strategy on 1h (tests/engine/test_warmup.py)
+WARMUP_BARS = 9528  # engine.analysis.warmup.derive_warmup for the default strategy on 1h (tests/engine/test_warmup.py)
 
 
 def same_bars(got: Candles, want: Candles) -> bool:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import StoreException
-from engine.models import ExitKind, OrderKind, OrderStatus
+from engine.domain.errors import StoreException
+from engine.domain.models import ExitKind, OrderKind, OrderStatus
 from engine.store import LATEST_VERSION, MIGRATIONS, Store
 from engine.store.migrations import SCHEMA_VERSION_DDL
 

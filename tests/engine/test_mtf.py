@@ -1,4 +1,4 @@
-"""Specification of engine.mtf: per-timeframe trends, confluence rules and closed-candle visibility."""
+"""Specification of engine.analysis.mtf: per-timeframe trends, confluence rules and closed-candle visibility."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.indicators import magic_trend
-from engine.models import Candles, PositionSide, SignalType
-from engine.mtf import MtfFrame, MultiTimeframeAnalyzer
-from engine.timeframes import HOUR_MS, resample
+from engine.analysis.indicators import magic_trend
+from engine.analysis.mtf import MtfFrame, MultiTimeframeAnalyzer
+from engine.domain.models import Candles, PositionSide, SignalType
+from engine.domain.timeframes import HOUR_MS, resample
 from tests.shared_data import shared_data_path
 
 T0 = 1_735_689_600_000  # 2025-01-01 00:00 UTC

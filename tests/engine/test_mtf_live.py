@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.analysis.mtf import MultiTimeframeAnalyzer, TrendMethod
+from engine.analysis.mtf_live import IncrementalTrends
 from engine.data.sample import load_sample
-from engine.models import Candles
-from engine.mtf import MultiTimeframeAnalyzer, TrendMethod
-from engine.mtf_live import IncrementalTrends
+from engine.domain.models import Candles
 
 
 def _trends_bar_by_bar(analyzer: MultiTimeframeAnalyzer, candles: Candles, prime_bars: int) -> dict[str, np.ndarray]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.decision import EntryDecision, ExitDecision, StopMoved
-from engine.models import ExitKind, OrderKind, OrderStatus, PositionSide
+from engine.core.decision import EntryDecision, ExitDecision, StopMoved
+from engine.domain.models import ExitKind, OrderKind, OrderStatus, PositionSide
 from engine.store import Store
 from tests.engine.live_rig import (
     HISTORY_BARS,

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ExchangeUnavailableException
+from engine.domain.errors import ExchangeUnavailableException
+from engine.domain.models import Fill, MarketLimits, Order, OrderStatus, OrderType, Side
 from engine.execution.booking import book_entry, floor_to_lot, sellable
 from engine.execution.broker import OrderAck
 from engine.execution.order_resolution import Holding, Outcome, ResolutionPolicy, resolve_unknown_order
 from engine.execution.protection import RATE_WINDOW_MS, OrderRateGovernor
-from engine.models import Fill, MarketLimits, Order, OrderStatus, OrderType, Side
 
 POLICY = ResolutionPolicy(window_s=4.0, first_delay_s=0.25, max_delay_s=1.0)
 BEFORE = Holding(0.0, 0.0)

@@ -1,6 +1,6 @@
 """Specification of paper == backtest to the last bit: the live decision inputs and trades are the backtest's.
 
-The live path (:class:`engine.strategy_live.IncrementalPreparer`: the recursions carried one bar at a time,
+The live path (:class:`engine.analysis.strategy_live.IncrementalPreparer`: the recursions carried one bar at a time,
 the windows recomputed on the last bars) must give the very bytes ``Strategy.prepare`` gives over the same
 bars, so that a paper replay and a backtest make byte-identical trades. The rule: primed on any prefix
 (from one bar on) of a series and fed the rest, every PreparedSymbol array equals ``prepare`` over the whole
@@ -30,15 +30,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import indicators as ind
+from engine.analysis import indicators as ind
+from engine.analysis.indicators_live import IncrementalMagicTrend, SeededRecursion
+from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.analysis.strategy_live import IncrementalPreparer
 from engine.backtest.engine import BacktestEngine
 from engine.data.csv_import import read_candle_file
 from engine.data.sample import load_sample, sample_files
-from engine.indicators_live import IncrementalMagicTrend, SeededRecursion
-from engine.models import Candles, ClosedTrade
-from engine.runtime import build_engine
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
-from engine.strategy_live import IncrementalPreparer
+from engine.domain.models import Candles, ClosedTrade
+from engine.runtime.engine import build_engine
 from tests.engine.prepared_columns import default_strategy, prepared_columns
 from tests.engine.runtime_helpers import make_settings
 from tests.shared_data import shared_data_path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.permissions import check_file_permissions, permission_problem, write_private_file
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.config import Settings
-from engine.decision import DecisionCore
-from engine.persistence import CORE_STATE_KEY, EngineRecorder
-from engine.portfolio import Portfolio
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.runtime.persistence import CORE_STATE_KEY, EngineRecorder
 from engine.store import Store
 from tests.event_samples import filled
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.models import ExitKind, PositionSide
-from engine.portfolio import Portfolio
+from engine.core.portfolio import Portfolio
+from engine.domain.models import ExitKind, PositionSide
 
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False)
 quantities = st.floats(min_value=1e-6, max_value=1e3, allow_nan=False)

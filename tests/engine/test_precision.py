@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.precision import (
+from engine.domain.precision import (
     LIMIT_REL_EPS,
     ceil_to_step,
     floor_to_step,

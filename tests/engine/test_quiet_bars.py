@@ -1,6 +1,6 @@
 """Specification of the quiet-bar fast path: skipping provably idle work on an open position changes nothing.
 
-``DecisionCore`` skips the trailing update inside the policy's quiet bounds (``engine.trailing.quiet_trail``)
+``DecisionCore`` skips the trailing update inside the policy's quiet bounds (``engine.core.trailing.quiet_trail``)
 and ``SimulatedAccount`` skips the stop/target triggers inside ``FillModel.untouched_band``. Each run below
 is done twice, with both private switches on and off, and must give the same result JSON, trades and
 event log byte for byte.
@@ -15,22 +15,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.analysis.strategy import StrategyParams
 from engine.backtest import BacktestEngine
 from engine.backtest.params import ParameterSet
 from engine.backtest.sma_cross import prepare_sma_cross, sma_cross_breaker, sma_cross_risk
 from engine.config import BacktestConfig, BreakerConfig, RiskConfig
-from engine.data.sample import load_sample
-from engine.fills import FillModel
-from engine.models import Candles, MarketLimits, PositionSide
-from engine.simulation import SimulatedAccount
-from engine.strategy import StrategyParams
-from engine.trailing import (
+from engine.core.trailing import (
     ChandelierTrailing,
     PercentTrailing,
     SwingTrailing,
     quiet_candidate_bound,
     update_trailing_stop,
 )
+from engine.data.sample import load_sample
+from engine.domain.models import Candles, MarketLimits, PositionSide
+from engine.simulation.account import SimulatedAccount
+from engine.simulation.fills import FillModel
 
 BARS = 2500
 

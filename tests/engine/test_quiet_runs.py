@@ -1,4 +1,4 @@
-"""Specification of the per-symbol arrays the quiet-run skip reads (engine.quiet_runs)."""
+"""Specification of the per-symbol arrays the quiet-run skip reads (engine.core.quiet_runs)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from engine.quiet_runs import NO_BARS, QuietArrays
-from engine.strategy import PreparedSymbol
+from engine.analysis.strategy import PreparedSymbol
+from engine.core.quiet_runs import NO_BARS, QuietArrays
 from tests.engine.decision_fixtures import candles, prepared
 
 

@@ -111,7 +111,7 @@ def test_installed_redaction_masks_exception_tracebacks(installed: SecretRedacto
     try:
         raise RuntimeError(f"exchange rejected key {API_KEY}")
     except RuntimeError:
-        logging.getLogger("engine.runtime").exception("order failed")
+        logging.getLogger("engine.runtime.engine").exception("order failed")
     output = log_text.getvalue()
     assert "RuntimeError" in output
     assert "Traceback" in output

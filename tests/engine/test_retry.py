@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import (
+from engine.domain.errors import (
     ExchangeAuthException,
     ExchangeCallException,
     ExchangeUnavailableException,

@@ -10,10 +10,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.config import RiskConfig
-from engine.errors import RiskManagementException
-from engine.models import MarketLimits, PositionSide
-from engine.precision import LIMIT_REL_EPS, STEP_EPS, is_step_multiple
-from engine.risk import DynamicRiskManager, RiskAction, SizeBound
+from engine.core.risk import DynamicRiskManager, RiskAction, SizeBound
+from engine.domain.errors import RiskManagementException
+from engine.domain.models import MarketLimits, PositionSide
+from engine.domain.precision import LIMIT_REL_EPS, STEP_EPS, is_step_multiple
 
 DAY_MS = 86_400_000
 MARKET = MarketLimits("BTC/USDT", lot_step=0.001, tick_size=0.01)

@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from engine.commands import SetRiskLimit
 from engine.config import Settings
-from engine.decision import DecisionCore
-from engine.portfolio import Portfolio
-from engine.risk_overrides import RISK_OVERRIDES_KEY, restore_risk_overrides
-from engine.runtime import TradingEngine
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.commands import SetRiskLimit
+from engine.runtime.engine import TradingEngine
+from engine.runtime.risk_overrides import RISK_OVERRIDES_KEY, restore_risk_overrides
 from engine.security.audit import AuditLog
 from engine.security.auth import hash_passphrase
 from engine.security.crypto import KdfParams

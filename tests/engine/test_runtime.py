@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from engine.backtest.engine import BacktestEngine
-from engine.commands import ClosePosition, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
 from engine.config import ExchangeConfig
-from engine.errors import ConfigException
-from engine.events import PositionClosed
-from engine.models import ExitKind, TradingState
-from engine.risk_gate import RiskChangeRefused
-from engine.runtime import build_engine
+from engine.domain.commands import ClosePosition, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
+from engine.domain.errors import ConfigException
+from engine.domain.events import PositionClosed
+from engine.domain.models import ExitKind, TradingState
+from engine.domain.ports import RiskChangeRefused
+from engine.runtime.engine import build_engine
 from engine.security.audit import AuditLog
 from engine.security.auth import hash_passphrase
 from engine.security.crypto import KdfParams

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from engine.commands import ResumeBreaker, SetRiskLimit
 from engine.config import Settings
-from engine.decision import DecisionCore
-from engine.models import CircuitState
-from engine.portfolio import Portfolio
-from engine.remote_control import CachedPassphrase, load_risk_passphrase_hash
-from engine.risk_gate import SET_PASSPHRASE_HINT, RiskChangeGate, RiskChangeRefused
-from engine.runtime import TradingEngine
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.commands import ResumeBreaker, SetRiskLimit
+from engine.domain.models import CircuitState
+from engine.domain.ports import RiskChangeRefused
+from engine.runtime.engine import TradingEngine
+from engine.runtime.remote_control import CachedPassphrase, load_risk_passphrase_hash
+from engine.runtime.risk_gate import SET_PASSPHRASE_HINT, RiskChangeGate
 from engine.security.audit import AuditLog
 from engine.security.auth import AuthenticationFailed, hash_passphrase, verify_passphrase
 from engine.security.crypto import KdfParams

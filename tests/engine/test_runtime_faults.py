@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.commands import Halt, Resume
-from engine.events import Event
-from engine.models import CircuitState
+from engine.domain.commands import Halt, Resume
+from engine.domain.events import Event
+from engine.domain.models import CircuitState
 from tests.engine.live_rig import (
     HISTORY_BARS,
     LiveRig,

@@ -10,8 +10,8 @@ import pytest
 
 from engine.data.csv_import import read_candle_file
 from engine.data.sample import SampleFile, load_sample, sample_directory, sample_files
-from engine.errors import DataException
-from engine.timeframes import parse_timeframe
+from engine.domain.errors import DataException
+from engine.domain.timeframes import parse_timeframe
 from tests.shared_data import shared_data_path
 
 _PROVENANCE_ROW = re.compile(r"^\| `(?P<file>[^`]+\.csv\.gz)` \|.*\| `(?P<sha256>[0-9a-f]{64})` \|$", re.M)

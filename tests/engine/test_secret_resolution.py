@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_settings
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.crypto import KdfParams, WrongPassphraseError
 from engine.security.redaction import uninstall_secret_redaction
 from engine.security.resolution import load_settings_with_secrets, resolve_secrets, secure_startup

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.crypto import KdfParams, SealedFormatError, WrongPassphraseError, seal, unseal
 from engine.security.secrets_file import RISK_PASSPHRASE_HASH_NAME, SecretsFile, default_secrets_path
 

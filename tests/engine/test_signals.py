@@ -1,4 +1,4 @@
-"""Specification of engine.signals (vectorised) and engine.signals_live (incremental)."""
+"""Specification of engine.analysis.signals (vectorised) and engine.analysis.signals_live (incremental)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.models import Candles, SignalType, TradingSignal
-from engine.signals import (
+from engine.analysis.signals import (
     EXIT_LONG_FADE,
     EXIT_LONG_TREND,
     EXIT_SHORT_FADE,
@@ -22,7 +21,8 @@ from engine.signals import (
     SignalFrame,
     SignalParams,
 )
-from engine.signals_live import IncrementalSignalEngine
+from engine.analysis.signals_live import IncrementalSignalEngine
+from engine.domain.models import Candles, SignalType, TradingSignal
 from tests.shared_data import shared_data_path
 
 CODES = {SignalType.NONE: SIGNAL_NONE, SignalType.LONG: SIGNAL_LONG, SignalType.SHORT: SIGNAL_SHORT}

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from engine.fills import FillModel
-from engine.models import ExitKind, OrderKind, PositionSide
+from engine.domain.models import ExitKind, OrderKind, PositionSide
+from engine.simulation.fills import FillModel
 from tests.engine.decision_fixtures import HOUR_MS, START_MS, account, candles, prepared, run
 
 SLIP = 0.0005

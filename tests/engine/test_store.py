@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import StoreException
-from engine.models import (
+from engine.domain.errors import StoreException
+from engine.domain.models import (
     Candles,
     ClosedTrade,
     EquityPoint,
@@ -458,7 +458,7 @@ async def test_nested_transaction_failure_rolls_back_only_the_inner_block(store:
 _CRASHING_WRITER = """
 import asyncio, sys
 import numpy as np
-from engine.models import Candles
+from engine.domain.models import Candles
 from engine.store import Store
 
 async def main(path):

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from engine.config import Settings
-from engine.decision import DecisionCore
-from engine.errors import StoreException
-from engine.models import Candles, CircuitState
-from engine.persistence import STORE_DEGRADED_AFTER_FAILURES, EngineRecorder
-from engine.portfolio import Portfolio
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.errors import StoreException
+from engine.domain.models import Candles, CircuitState
+from engine.runtime.persistence import STORE_DEGRADED_AFTER_FAILURES, EngineRecorder
 from engine.store import Store
 from tests.engine.runtime_helpers import btc_window, finish, paper_engine, start, wait_for_event
 
@@ -285,7 +285,7 @@ async def test_engine_whose_final_saves_fail_ends_in_error_and_says_what_was_los
     await engine.wait_idle()
     await _break_state_writes(engine.database_path)
 
-    with caplog.at_level(logging.CRITICAL, logger="engine.runtime"), pytest.raises(StoreException) as raised:
+    with caplog.at_level(logging.CRITICAL, logger="engine.runtime.engine"), pytest.raises(StoreException) as raised:
         await finish(engine, task)
 
     assert engine.engine_state == "error"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import StoreException
+from engine.domain.errors import StoreException
 from engine.store import OutboxStatus, Store
 
 T0 = 1_700_000_000_000

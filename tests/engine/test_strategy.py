@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.analysis.volume_rules import DOWNSIZE_BITS
 from engine.config import Settings
 from engine.data.sample import load_sample
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
-from engine.volume_rules import DOWNSIZE_BITS
 
 ARRAYS = (
     "entry_direction",

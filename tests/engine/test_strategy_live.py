@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.analysis.strategy import PreparedSymbol, StrategyParams
+from engine.analysis.strategy_live import IncrementalPreparer
 from engine.data.sample import load_sample
-from engine.models import Candles
-from engine.strategy import PreparedSymbol, StrategyParams
-from engine.strategy_live import IncrementalPreparer
-from engine.symbol_state import SymbolHistory
+from engine.domain.models import Candles
+from engine.runtime.symbol_state import SymbolHistory
 from tests.engine.prepared_columns import default_strategy, prepared_columns
 
 FLOAT_TOLERANCE = 1e-9  # relative; only the recursive ATR/ema sums differ (~1e-15)

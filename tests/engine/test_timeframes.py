@@ -1,4 +1,4 @@
-"""Specification of engine.timeframes: parsing, UTC alignment, resampling and closed-candle selection."""
+"""Specification of engine.domain.timeframes: parsing, UTC alignment, resampling and closed-candle selection."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import DataException
-from engine.models import Candles
-from engine.timeframes import (
+from engine.domain.errors import DataException
+from engine.domain.models import Candles
+from engine.domain.timeframes import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,

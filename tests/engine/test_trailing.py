@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import RiskConfig
-from engine.models import MarketLimits, PositionSide
-from engine.risk import DynamicRiskManager
-from engine.trailing import (
+from engine.core.risk import DynamicRiskManager
+from engine.core.trailing import (
     ChandelierTrailing,
     PercentTrailing,
     SwingTrailing,
@@ -20,6 +19,7 @@ from engine.trailing import (
     trailing_policy_from_config,
     update_trailing_stop,
 )
+from engine.domain.models import MarketLimits, PositionSide
 
 MARKET = MarketLimits("BTC/USDT", lot_step=0.001, tick_size=0.01)
 LONG, SHORT = PositionSide.LONG, PositionSide.SHORT

@@ -1,4 +1,4 @@
-"""Specification of engine.volume: confirmation, spikes, breakouts, divergence and volume strength."""
+"""Specification of engine.analysis.volume: confirmation, spikes, breakouts, divergence and volume strength."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.models import Candles, SignalType
-from engine.volume import MAX_RELATIVE_VOLUME, VolumeAnalyzer, VolumeFrame
+from engine.analysis.volume import MAX_RELATIVE_VOLUME, VolumeAnalyzer, VolumeFrame
+from engine.domain.models import Candles, SignalType
 from tests.shared_data import shared_data_path
 
 T0 = 1_735_689_600_000

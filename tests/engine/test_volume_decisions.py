@@ -10,16 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backtest import BacktestEngine
-from engine.config import Settings
-from engine.data.sample import load_sample
-from engine.models import Candles
-from engine.mtf import MtfFrame
-from engine.signals import SIGNAL_LONG, SIGNAL_NONE, SIGNAL_SHORT, SignalFrame
-from engine.strategy import EntriesAndExits, PreparedSymbol, Strategy, StrategyParams, fold_entries_and_exits
-from engine.strategy_live import IncrementalPreparer
-from engine.volume import VolumeAnalyzer, VolumeFrame
-from engine.volume_rules import (
+from engine.analysis.mtf import MtfFrame
+from engine.analysis.signals import SIGNAL_LONG, SIGNAL_NONE, SIGNAL_SHORT, SignalFrame
+from engine.analysis.strategy import EntriesAndExits, PreparedSymbol, Strategy, StrategyParams, fold_entries_and_exits
+from engine.analysis.strategy_live import IncrementalPreparer
+from engine.analysis.volume import VolumeAnalyzer, VolumeFrame
+from engine.analysis.volume_rules import (
     CANDIDATE,
     DOWNSIZED_DIVERGENCE,
     DOWNSIZED_INSTITUTIONAL,
@@ -28,6 +24,10 @@ from engine.volume_rules import (
     VETOED_INSTITUTIONAL,
     volume_rule_counts,
 )
+from engine.backtest import BacktestEngine
+from engine.config import Settings
+from engine.data.sample import load_sample
+from engine.domain.models import Candles
 
 IGNORE_ALL: dict[str, Any] = {
     "breakout_volume_rule": "ignore",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
+from engine.analysis.strategy_live import IncrementalPreparer
+from engine.analysis.warmup import derive_warmup, recursion_bars
 from engine.config import Settings
 from engine.data.live_history import warmup_start_ms
-from engine.strategy import PreparedSymbol, Strategy, StrategyParams
-from engine.strategy_live import IncrementalPreparer
-from engine.timeframes import DAY_MS
-from engine.warmup import derive_warmup, recursion_bars
+from engine.domain.timeframes import DAY_MS
 from tests.engine.manual_clock_rig import HOUR_MS, sample
 
 LIVE_BARS = 200  # the last bars of the sample, fed one at a time as the live engine does

@@ -5,7 +5,7 @@
   the other symbols keep trading. A live engine on the real ccxt client against the loopback fake Binance,
   three symbols, the real python-telegram-bot client against the loopback fake Bot API.
 * A failing engine task (here the snapshot publisher) stops the engine: a critical ``EngineFailed`` alert
-  is delivered to Telegram before ``run()`` raises :class:`engine.errors.EngineFailedException`, and
+  is delivered to Telegram before ``run()`` raises :class:`engine.domain.errors.EngineFailedException`, and
   ``tradebot run --headless`` prints one line to stderr and exits 1. A paper replay engine.
 """
 
@@ -24,9 +24,9 @@ import pytest
 from pydantic import SecretStr
 
 from engine.config import TelegramConfig
-from engine.errors import EngineFailedException
-from engine.models import Candles
-from engine.runtime import TradingEngine, build_engine
+from engine.domain.errors import EngineFailedException
+from engine.domain.models import Candles
+from engine.runtime.engine import TradingEngine, build_engine
 from engine.security.redaction import uninstall_secret_redaction
 from engine.store import Store
 from tests.engine.live_rig import (
@@ -131,7 +131,7 @@ async def test_a_failing_symbol_is_isolated_and_the_other_symbols_keep_trading(
         raise RuntimeError(f"simulated bug; api_key={fake.api_key} secret {fake.api_key}")
 
     engine.histories[BROKEN].prepared = bug  # type: ignore[method-assign]
-    caplog.set_level(logging.ERROR, logger="engine.worker_guard")
+    caplog.set_level(logging.ERROR, logger="engine.runtime.worker_guard")
     for step in range(BARS_AFTER_FAILURE):
         bars = {symbol: (series[symbol], entry + step) for symbol in HEALTHY}
         bars[BROKEN] = (series[BROKEN], entry + 1 + step)
@@ -165,7 +165,7 @@ async def test_a_failing_symbol_is_isolated_and_the_other_symbols_keep_trading(
 
     sent = await api.wait_for_sent(alert, timeout=WAIT_S)
     assert all(fake.api_key not in m.text for m in sent)
-    logged = [r for r in caplog.records if r.name == "engine.worker_guard" and r.levelno == logging.ERROR]
+    logged = [r for r in caplog.records if r.name == "engine.runtime.worker_guard" and r.levelno == logging.ERROR]
     assert len(logged) == 1
     assert "Traceback" in (logged[0].exc_text or "") or logged[0].exc_info is not None
     assert not rig.task.done(), "the engine keeps running"
@@ -233,7 +233,7 @@ async def test_a_failing_engine_task_stops_the_engine_with_an_alert_and_an_error
 
 HEADLESS_SCRIPT = """
 import asyncio, sys
-from engine.runtime import TradingEngine
+from engine.runtime.engine.engine import TradingEngine
 
 async def broken_snapshot_loop(self):
     await asyncio.sleep(0.2)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from engine.timeframes import parse_timeframe
+from engine.domain.timeframes import parse_timeframe
 from tests.fakes.binance_lists import OrderLists
 from tests.fakes.binance_shapes import (
     DUPLICATE_ORDER,

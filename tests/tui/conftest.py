@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from textual.pilot import Pilot
 
-from engine.snapshot import EngineSnapshot
+from engine.domain.snapshot import EngineSnapshot
 from tests.tui.engine_double import RecordingEngine
 from tradebot_tui.app import TradebotApp
 

@@ -1,6 +1,6 @@
 """Provides a recording engine double and crafted, deterministic snapshots for console tests.
 
-The double implements ``engine.bus.EngineHandle``: it records submitted commands and
+The double implements ``engine.domain.bus.EngineHandle``: it records submitted commands and
 publishes whatever snapshots and events a test hands it. It never changes its own state in
 response to a command, so tests can check the console waits for the engine to report.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from engine.bus import Bus
-from engine.commands import Command
-from engine.events import Event, Severity
-from engine.models import BreakerStatus, CircuitState, EngineState, Position, PositionSide, TradingState
-from engine.snapshot import EngineSnapshot, SymbolView
+from engine.domain.bus import Bus
+from engine.domain.commands import Command
+from engine.domain.events import Event, Severity
+from engine.domain.models import BreakerStatus, CircuitState, EngineState, Position, PositionSide, TradingState
+from engine.domain.snapshot import EngineSnapshot, SymbolView
 from tests.event_samples import filled, tripped
 
 T0_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC

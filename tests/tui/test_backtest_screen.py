@@ -8,9 +8,9 @@ import threading
 
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from engine.commands import EmergencyExit, Halt
 from engine.config import Settings
-from engine.models import ClosedTrade, PositionSide
+from engine.domain.commands import EmergencyExit, Halt
+from engine.domain.models import ClosedTrade, PositionSide
 from tests.tui.conftest import publish_and_wait
 from tests.tui.engine_double import T0_MS, RecordingEngine, crafted_snapshot
 from tradebot_tui.app import EMERGENCY_WORD, create_app

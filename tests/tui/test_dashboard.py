@@ -7,7 +7,7 @@ import dataclasses
 from textual.widgets import DataTable, Static
 
 from engine.config import Settings
-from engine.models import TradingState
+from engine.domain.models import TradingState
 from tests.event_samples import filled
 from tests.tui.conftest import publish_and_wait, wait_until_shown
 from tests.tui.engine_double import T0_MS, RecordingEngine, crafted_snapshot

@@ -8,7 +8,7 @@ import dataclasses
 
 from textual.message import Message
 
-from engine.bus import Bus
+from engine.domain.bus import Bus
 from tests.event_samples import filled
 from tests.tui.engine_double import T0_MS, crafted_snapshot
 from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
-from engine.commands import ClosePosition, EmergencyExit, Halt, Resume
 from engine.config import Settings
-from engine.models import TradingState
+from engine.domain.commands import ClosePosition, EmergencyExit, Halt, Resume
+from engine.domain.models import TradingState
 from tests.tui.conftest import publish_and_wait
 from tests.tui.engine_double import RecordingEngine, crafted_snapshot
 from tradebot_tui.app import EMERGENCY_WORD, create_app, quit_consequence

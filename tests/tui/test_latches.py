@@ -1,7 +1,7 @@
 """Console overrides of the latches: the emergency and loss-limit rows of the breakers pane, `u` and `r` with them.
 
 Lifting a latch needs the risk-change passphrase, exactly like a breaker reset. The dialog talks to a real
-:class:`engine.risk_gate.RiskChangeGate` over a real DecisionCore (real store, fast Scrypt parameters); the last
+:class:`engine.runtime.risk_gate.RiskChangeGate` over a real DecisionCore (real store, fast Scrypt parameters); the last
 test drives the real engine on a replay.
 """
 
@@ -16,13 +16,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from engine.commands import Resume, ResumeBreaker
 from engine.config import Settings
-from engine.decision import DecisionCore
-from engine.latches import breaker_rows
-from engine.models import BreakerStatus, CircuitState, TradingState
-from engine.portfolio import Portfolio
-from engine.risk_gate import RiskChangeGate
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.commands import Resume, ResumeBreaker
+from engine.domain.models import BreakerStatus, CircuitState, TradingState
+from engine.runtime.latches import breaker_rows
+from engine.runtime.risk_gate import RiskChangeGate
 from engine.security.audit import AuditLog
 from engine.security.auth import hash_passphrase
 from engine.security.crypto import KdfParams

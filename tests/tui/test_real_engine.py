@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from engine.config import Settings
-from engine.models import TradingState
+from engine.domain.models import TradingState
 from tradebot_tui.app import TradebotApp, create_app
 from tradebot_tui.screens.confirm import ConfirmScreen
 from tradebot_tui.widgets.events import EventLog

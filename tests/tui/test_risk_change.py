@@ -1,6 +1,6 @@
 """Console risk changes: `l` (limits) and `u`/enter on a breaker open a dialog that needs the risk-change passphrase.
 
-The dialog talks to a real :class:`engine.risk_gate.RiskChangeGate` (real store, real audit log, fast Scrypt
+The dialog talks to a real :class:`engine.runtime.risk_gate.RiskChangeGate` (real store, real audit log, fast Scrypt
 parameters); only the command it grants reaches the engine. One test drives the real engine on a replay.
 """
 
@@ -15,11 +15,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
-from engine.commands import ResumeBreaker, SetRiskLimit
 from engine.config import Settings
-from engine.decision import DecisionCore
-from engine.portfolio import Portfolio
-from engine.risk_gate import RiskChangeGate
+from engine.core.decision import DecisionCore
+from engine.core.portfolio import Portfolio
+from engine.domain.commands import ResumeBreaker, SetRiskLimit
+from engine.runtime.risk_gate import RiskChangeGate
 from engine.security.audit import AuditLog
 from engine.security.auth import PassphraseHash, hash_passphrase
 from engine.security.crypto import KdfParams

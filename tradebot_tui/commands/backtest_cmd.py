@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from engine.config import Settings
-from engine.errors import BacktestException, ConfigException
+from engine.domain.errors import BacktestException, ConfigException
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,8 +139,8 @@ async def _load(args: argparse.Namespace, settings: Settings) -> tuple[dict[str,
 
 
 def _engine(args: argparse.Namespace, settings: Settings, data: dict[str, Any]) -> Any:
+    from engine.analysis.strategy import StrategyParams
     from engine.backtest import BacktestEngine
-    from engine.strategy import StrategyParams
 
     return BacktestEngine(data, StrategyParams.from_settings(settings), settings, unattended=not args.attended)
 

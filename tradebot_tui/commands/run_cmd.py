@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from engine.config import Settings
-from engine.models import EngineState
+from engine.domain.models import EngineState
 
 log = logging.getLogger("tradebot.run")
 
@@ -34,9 +34,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         print("error: `tradebot run` needs --headless (run `tradebot` without a command for the console)",
               file=sys.stderr)
         return 2
-    from engine.instance_lock import probe
-    from engine.logs import configure_logging
-    from engine.runtime import build_engine
+    from engine.runtime.engine import build_engine
+    from engine.runtime.instance_lock import probe
+    from engine.runtime.logs import configure_logging
 
     engine = build_engine(settings, live=args.live, stop_when_replay_done=args.until_replay_ends,
                           risk_passphrase_hash=getattr(args, "risk_passphrase_hash", None))

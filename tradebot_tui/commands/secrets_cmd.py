@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
-from engine.errors import SecurityException
+from engine.domain.errors import SecurityException
 from engine.security.auth import hash_passphrase
 from engine.security.passphrase import SECRETS_PASSPHRASE_ENV, passphrase_from_env_or_prompt, require_passphrase
 from engine.security.secrets_file import (

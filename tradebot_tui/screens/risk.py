@@ -2,7 +2,7 @@
 authorised with the risk-change passphrase.
 
 The dialog never changes anything itself. It asks the engine's gate
-(:class:`engine.risk_gate.RiskChangeGate`) to authenticate the request with the passphrase; only then
+(:class:`engine.runtime.risk_gate.RiskChangeGate`) to authenticate the request with the passphrase; only then
 does it dismiss with the *granted* command, which the app submits. The engine refuses a risk change
 without that grant, so no other widget can change a limit by accident. A wrong passphrase keeps the
 dialog open (the gate audits every attempt and locks out after repeated failures); the passphrase
@@ -17,10 +17,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.commands import Command, Resume, ResumeBreaker, SetRiskLimit
-from engine.latches import EMERGENCY, LOSS_LIMIT
-from engine.models import BreakerStatus
-from engine.risk_gate import RiskChangeRefused, RiskGate, settable_keys
+from engine.domain.commands import Command, Resume, ResumeBreaker, SetRiskLimit
+from engine.domain.models import BreakerStatus
+from engine.domain.ports import RiskChangeRefused, RiskGate
+from engine.runtime.latches import EMERGENCY, LOSS_LIMIT
+from engine.runtime.risk_gate import settable_keys
 from engine.security.auth import AuthenticationFailed
 from tradebot_tui.screens.confirm import DIALOG_CSS
 

@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
-from engine.snapshot import EngineSnapshot
+from engine.domain.snapshot import EngineSnapshot
 from tradebot_tui import formatting as fmt
 
 SPARKLINE_POINTS = 120  # newest equity points drawn; older ones would be squeezed into the same cells

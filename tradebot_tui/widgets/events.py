@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog, Static
 
-from engine.events import Event
+from engine.domain.events import Event
 from tradebot_tui import formatting as fmt
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "dark_orange", "info": ""}

@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.models import EngineState, TradingState
-from engine.snapshot import EngineSnapshot
+from engine.domain.models import EngineState, TradingState
+from engine.domain.snapshot import EngineSnapshot
 from tradebot_tui import formatting as fmt
 
 MODE_STYLES = {"paper": "bold black on yellow", "live": "bold white on red"}

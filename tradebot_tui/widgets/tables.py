@@ -8,8 +8,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from engine.models import BreakerStatus, CircuitState, Position
-from engine.snapshot import EngineSnapshot, SymbolView
+from engine.domain.models import BreakerStatus, CircuitState, Position
+from engine.domain.snapshot import EngineSnapshot, SymbolView
 from tradebot_tui import formatting as fmt
 
 BREAKER_STATE_STYLES = {

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from engine.analysis.strategy import PreparedSymbol, StrategyParams
 from engine.backtest import BacktestEngine
 from engine.backtest.compact import compact_for_backtest
 from engine.backtest.params import ParameterSet
 from engine.config import RiskConfig
 from engine.data.sample import load_sample
-from engine.strategy import PreparedSymbol, StrategyParams
 
 BARS = 3000
 LOOP_ARRAYS = (

@@ -11,9 +11,9 @@ import pytest
 from engine.backtest import BacktestCancelled, BacktestEngine, BacktestResult, loop
 from engine.backtest.markets import BINANCE_SPOT_LIMITS
 from engine.data.sample import load_sample
-from engine.errors import BacktestException
-from engine.models import Candles
-from engine.precision import is_step_multiple, reaches
+from engine.domain.errors import BacktestException
+from engine.domain.models import Candles
+from engine.domain.precision import is_step_multiple, reaches
 
 BARS = 4000
 START = "2024-10-01"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.backtest.metrics import DAYS_PER_YEAR, MS_PER_DAY, compute_metrics, daily_returns, drawdown_series
-from engine.models import ClosedTrade, PositionSide
+from engine.domain.models import ClosedTrade, PositionSide
 
 HOUR_MS = 3_600_000
 START_MS = 1_735_689_600_000  # 2025-01-01 00:00 UTC

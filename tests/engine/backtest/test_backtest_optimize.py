@@ -16,7 +16,7 @@ from engine.backtest.optimize import (
     walk_forward_windows,
 )
 from engine.data.sample import load_sample
-from engine.errors import BacktestException
+from engine.domain.errors import BacktestException
 
 SPACE = {"signal.fade_bars": [1, 3], "risk.stop_atr_multiple": [1.5, 2.5]}
 

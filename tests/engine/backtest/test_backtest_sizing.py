@@ -8,8 +8,8 @@ from engine.backtest import BacktestEngine, BacktestResult
 from engine.backtest.markets import BINANCE_SPOT_LIMITS
 from engine.backtest.report import compare_table
 from engine.config import Settings
+from engine.core.risk import SizeBound
 from engine.data.sample import load_sample
-from engine.risk import SizeBound
 
 BARS = 3000
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from engine.analysis.strategy import StrategyParams
+from engine.analysis.volume_rules import DOWNSIZED_DIVERGENCE, DOWNSIZED_INSTITUTIONAL
 from engine.backtest import BacktestEngine, BacktestResult
 from engine.backtest.report import compare_table
 from engine.data.sample import load_sample
-from engine.strategy import StrategyParams
-from engine.volume_rules import DOWNSIZED_DIVERGENCE, DOWNSIZED_INSTITUTIONAL
 
 BARS = 4000
 IGNORE_VOLUME = {"breakout_volume_rule": "ignore", "institutional_against_action": "ignore",

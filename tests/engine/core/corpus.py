@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.analysis.strategy import PreparedSymbol, StrategyParams
 from engine.backtest import BacktestEngine
 from engine.backtest.compact import compact_for_backtest
 from engine.backtest.params import ParameterSet
@@ -21,8 +22,7 @@ from engine.backtest.sma_cross import prepare_sma_cross, sma_cross_breaker, sma_
 from engine.config import BreakerConfig, RiskConfig
 from engine.data.csv_import import read_candle_file
 from engine.data.sample import load_sample
-from engine.models import Candles, MarketLimits
-from engine.strategy import PreparedSymbol, StrategyParams
+from engine.domain.models import Candles, MarketLimits
 from tests.shared_data import shared_data_path
 
 HOUR_MS = 3_600_000

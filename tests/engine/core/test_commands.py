@@ -12,14 +12,14 @@ from collections import Counter
 
 from engine.backtest.compiled_trades import EXIT_KINDS
 from engine.backtest.loop import merge_timeline
+from engine.core.decision import DecisionCore, Outcome
+from engine.core.portfolio import Portfolio
 from engine.core.records import EVENT_KINDS
 from engine.core.state import LONG, LOSS
 from engine.core.step import CompiledCore
-from engine.decision import DecisionCore, Outcome
-from engine.fills import FillModel
-from engine.portfolio import Portfolio
-from engine.simulation import SimulatedAccount
-from engine.timeframes import parse_timeframe
+from engine.domain.timeframes import parse_timeframe
+from engine.simulation.account import SimulatedAccount
+from engine.simulation.fills import FillModel
 from tests.engine.core.corpus import setup
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import BacktestConfig, BreakerConfig, RiskConfig
+from engine.core.risk import DynamicRiskManager, SizeBound
 from engine.core.rounding import ceil_to_step, floor_to_step, reaches
 from engine.core.sizing import position_size, tightened_stop, trailing_candidate
 from engine.core.state import (
@@ -21,13 +22,12 @@ from engine.core.state import (
     config_record,
     market_records,
 )
-from engine.models import MarketLimits, PositionSide
-from engine.precision import ceil_to_step as py_ceil
-from engine.precision import floor_to_step as py_floor
-from engine.precision import reaches as py_reaches
-from engine.precision import step_decimals
-from engine.risk import DynamicRiskManager, SizeBound
-from engine.trailing import trailing_policy_from_config, update_trailing_stop
+from engine.core.trailing import trailing_policy_from_config, update_trailing_stop
+from engine.domain.models import MarketLimits, PositionSide
+from engine.domain.precision import ceil_to_step as py_ceil
+from engine.domain.precision import floor_to_step as py_floor
+from engine.domain.precision import reaches as py_reaches
+from engine.domain.precision import step_decimals
 
 BOUNDS = {SizeBound.RISK: BOUND_RISK, SizeBound.MAX_RISK: BOUND_MAX_RISK, SizeBound.MAX_NOTIONAL: BOUND_MAX_NOTIONAL,
           SizeBound.BALANCE: BOUND_BALANCE}

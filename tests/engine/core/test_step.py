@@ -14,7 +14,7 @@ from engine.backtest.loop import merge_timeline
 from engine.core.records import DECISION_ENTRY, EV_BREAKER_TRIPPED, EV_EMERGENCY_EXIT_STARTED
 from engine.core.state import HALTED, OPEN, SYSTEM
 from engine.core.step import CompiledCore
-from engine.timeframes import parse_timeframe
+from engine.domain.timeframes import parse_timeframe
 from tests.engine.core.corpus import setup
 
 

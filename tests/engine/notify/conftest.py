@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from engine.bus import Bus
-from engine.commands import Command
 from engine.config import TelegramConfig
-from engine.events import Event
-from engine.models import BreakerStatus, CircuitState, Position, PositionSide, TradingState
+from engine.domain.bus import Bus
+from engine.domain.commands import Command
+from engine.domain.events import Event
+from engine.domain.models import BreakerStatus, CircuitState, Position, PositionSide, TradingState
+from engine.domain.snapshot import EngineSnapshot
 from engine.notify import NotifierTuning, RetryPolicy, TelegramNotifier
 from engine.security.redaction import uninstall_secret_redaction
-from engine.snapshot import EngineSnapshot
 from engine.store import Store
 from tests.fakes.fake_bot_api import FakeBotApi
 

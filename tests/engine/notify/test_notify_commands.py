@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import re
 
-from engine.commands import EmergencyExit, Halt, Resume
+from engine.domain.commands import EmergencyExit, Halt, Resume
 from engine.security.audit import AuditLog
 from engine.store import Store
 from tests.engine.notify.conftest import (

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import (
+from engine.domain.events import (
     BreakerEvent,
     BreakerHalfOpened,
     BreakerReset,
@@ -27,7 +27,7 @@ from engine.events import (
     SystemError,
     TradingStateChanged,
 )
-from engine.models import CircuitState, ExitKind, PositionSide, TradingState
+from engine.domain.models import CircuitState, ExitKind, PositionSide, TradingState
 from engine.notify.formatting import TELEGRAM_MAX_TEXT_CHARS, coalesce, format_event, join_texts
 from engine.notify.views import (
     DailyTally,

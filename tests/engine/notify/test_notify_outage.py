@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.commands import Halt
-from engine.events import Event
+from engine.domain.commands import Halt
+from engine.domain.events import Event
 from engine.notify import TelegramNotifier
 from engine.store import Store
 from tests.engine.notify.conftest import (

@@ -1,0 +1,1 @@
+"""The simulation room of the engine (see DESIGN.md)."""
