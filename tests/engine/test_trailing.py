@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.analysis.swing import swing_levels
 from engine.config import RiskConfig
 from engine.core.risk import DynamicRiskManager
 from engine.core.trailing import (
     ChandelierTrailing,
     PercentTrailing,
     SwingTrailing,
-    swing_levels,
     trailing_policy_from_config,
     update_trailing_stop,
 )
