@@ -37,8 +37,12 @@ $(VENV)/.core-compiled: $(VENV)/.installed-base $(wildcard engine/core/*.py)
 run: $(VENV)/.installed-base $(VENV)/.core-compiled
 	$(BIN)/tradebot
 
+# The suite runs on every core (pytest-xdist, one worker per CPU, a test file stays on one worker so its
+# module fixtures are built once); the compiled core's own tests then run again as plain Python
+# (NUMBA_DISABLE_JIT=1), the same code numba compiles, so coverage and tracebacks reach into it.
 test: $(VENV)/.installed-test $(VENV)/.core-compiled
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -n auto tests/engine/core
 
 bench: $(VENV)/.installed-bench $(VENV)/.installed-test
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

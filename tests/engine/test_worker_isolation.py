@@ -233,7 +233,7 @@ async def test_a_failing_engine_task_stops_the_engine_with_an_alert_and_an_error
 
 HEADLESS_SCRIPT = """
 import asyncio, sys
-from engine.runtime.engine.engine import TradingEngine
+from engine.runtime.engine import TradingEngine
 
 async def broken_snapshot_loop(self):
     await asyncio.sleep(0.2)
