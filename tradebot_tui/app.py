@@ -27,7 +27,8 @@ from engine.domain.errors import EngineAlreadyRunningException
 from engine.domain.models import BreakerStatus, CircuitState, Position, TradingState
 from engine.domain.snapshot import EngineSnapshot
 from engine.runtime.logs import configure_logging
-from tradebot_tui.backtest_runner import BacktestRunner, run_backtest
+from tradebot_tui.backtest_process import run_backtest_in_process
+from tradebot_tui.backtest_runner import BacktestRunner
 from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots
 from tradebot_tui.hangup import TerminalLossGuard
 from tradebot_tui.screens.backtest import BacktestScreen
@@ -106,7 +107,7 @@ class TradebotApp(App[int]):
         *,
         run_engine: bool = False,
         engine_problem: str = "",
-        backtest_runner: BacktestRunner = run_backtest,
+        backtest_runner: BacktestRunner = run_backtest_in_process,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -380,7 +381,7 @@ def create_app(
     engine: EngineHandle | None = None,
     *,
     live: bool = False,
-    backtest_runner: BacktestRunner = run_backtest,
+    backtest_runner: BacktestRunner = run_backtest_in_process,
     risk_passphrase_hash: Any = None,
 ) -> TradebotApp:
     """Build the console.
@@ -390,7 +391,8 @@ def create_app(
         engine: a running engine handle to attach to; None builds the real engine with
             ``engine.runtime.engine.build_engine(settings)`` and runs it as the app's ``engine`` worker.
         live: the ``--live`` flag, forwarded to ``build_engine`` (live trading needs it).
-        backtest_runner: what the backtest screen calls (in a thread) to run one backtest.
+        backtest_runner: what the backtest screen calls (from a thread worker) to run one backtest; the default
+            runs it in a child process.
         risk_passphrase_hash: the risk-change passphrase hash for the built engine (None: risk changes refused).
     """
     if engine is not None:

@@ -1,8 +1,9 @@
-"""Provides the backtest screen: pick symbol, period and parameters, run in a thread, compare runs.
+"""Provides the backtest screen: pick symbol, period and parameters, run out of process, compare runs.
 
-The run happens in a thread worker (``group="backtest"``) so the app's keys stay live: halt
-and emergency exit work from this screen while a backtest runs. Progress comes back through
-``call_from_thread``; the result arrives as the worker's result.
+The app's runner (:func:`tradebot_tui.backtest_process.run_backtest_in_process`) computes in a child process;
+this screen's thread worker (``group="backtest"``) only waits on the child's pipe, so the console's keys stay
+live (halt and emergency exit work from this screen while a backtest runs). Progress comes back through
+``call_from_thread``; the result arrives as the worker's result; cancelling the worker stops the child.
 """
 
 from __future__ import annotations

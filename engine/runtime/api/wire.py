@@ -100,6 +100,11 @@ def decode_snapshot(data: Any) -> EngineSnapshot:
     return _decode_dataclass(EngineSnapshot, data, "snapshot")
 
 
+def decode_record(cls: type[T], data: Any, what: str) -> T:
+    """Any other dataclass from its wire form (``what`` names it in errors)."""
+    return _decode_dataclass(cls, data, what)
+
+
 def _decode_kind(data: Any, registry: Mapping[str, type[T]], what: str) -> T:
     if not isinstance(data, Mapping):
         raise WireError(f"{what}: expected an object, got {_json_type(data)}")
