@@ -170,7 +170,9 @@ def run_on_dask(context: OptimizationContext, tasks: Sequence[EvaluationTask], c
 
     client: Any = cluster if isinstance(cluster, Client) else Client(cluster)  # type: ignore[no-untyped-call]
     try:
-        shared = client.scatter(context, broadcast=True)
+        # hash=False: a content-hashed key is shared with any other client that scattered equal data, and
+        # when that client lets go the workers drop it under our tasks ("lost dependencies").
+        shared = client.scatter(context, broadcast=True, hash=False)
         futures = [client.submit(evaluate_task, shared, task, pure=False) for task in tasks]
         return list(client.gather(futures))
     finally:
