@@ -23,7 +23,7 @@ from engine.domain.errors import ConfigException
 
 DEFAULT_CONFIG_FILE = "config.toml"
 CONFIG_PATH_ENV = "TRADEBOT_CONFIG"
-SECRET_FIELDS = frozenset({"exchange.api_key", "exchange.api_secret", "telegram.token"})
+SECRET_FIELDS = frozenset({"exchange.api_key", "exchange.api_secret", "telegram.token", "api.token"})
 
 Percent = float  # pct in [0, 100]
 BreakerName = Literal["volatility", "loss", "system"]
@@ -174,6 +174,21 @@ class StorageConfig(_Section):
     log_dir: Path = Path("./logs")
 
 
+class ApiConfig(_Section):
+    """The engine service's control API. The Unix socket beside the database is always on (owner only); a
+    loopback TCP listener is off unless ``tcp_port`` is set, and then needs ``token`` (a secret)."""
+
+    tcp_port: int | None = Field(default=None, ge=1, le=65_535,
+                                 description="also listen on 127.0.0.1:PORT (needs api.token)")
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _tcp_needs_token(self) -> ApiConfig:
+        if self.tcp_port is not None and not _secret_present(self.token):
+            raise ValueError("api.tcp_port needs api.token (tradebot secrets set api.token)")
+        return self
+
+
 class UiConfig(_Section):
     max_redraws_per_second: float = Field(default=10.0, gt=0, le=60)
 
@@ -219,6 +234,7 @@ class Settings(BaseSettings):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @classmethod

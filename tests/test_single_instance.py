@@ -1,4 +1,4 @@
-"""Specification of one engine per database: a second `tradebot run --headless` or console is refused.
+"""Specification of one engine per database: a second `tradebot run --headless` is refused; a console attaches.
 
 The engines run as real subprocesses (`python -m tradebot_tui.cli`) on the bundled paper replay, slowed down
 so the first keeps running while the second is tried. Every wait polls a condition against a deadline.
@@ -105,7 +105,7 @@ def assert_refused(result: subprocess.CompletedProcess[str], pid: int, database:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_a_second_headless_engine_and_a_console_are_refused_while_the_first_keeps_trading(rig: Rig) -> None:
+def test_a_second_headless_engine_is_refused_while_the_first_keeps_trading_and_answers_status(rig: Rig) -> None:
     first = rig.start_first()
     rig.until(lambda: (holder := read_holder(rig.db)) is not None and holder.pid == first.pid,
               "the first engine holding the lock")
@@ -116,8 +116,9 @@ def test_a_second_headless_engine_and_a_console_are_refused_while_the_first_keep
     assert_refused(second, first.pid, rig.db)
     assert second.stdout == "", "refused before logging anything"
 
-    console = rig.run_second()  # the console entry (no subcommand)
-    assert_refused(console, first.pid, rig.db)
+    status = rig.run_second("service", "status", "--json")  # what a console attaches to instead
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["pid"] == first.pid
 
     assert first.poll() is None, "the first engine still runs"
     assert rig.stored_holder()["pid"] == first.pid, "the refused ones wrote nothing to the store"

@@ -1,9 +1,10 @@
 """Provides the console application and ``create_app``, the one factory main() and the tests use.
 
 The app renders engine snapshots and sends commands; it never computes trading values and
-never changes what it shows about the engine until the engine reports it. The engine runs
-as an async worker on the app's loop (``group="engine"``); snapshots arrive through a
-throttled feed (:mod:`tradebot_tui.feed`), at most ``settings.ui.max_redraws_per_second``.
+never changes what it shows about the engine until the engine reports it. ``tradebot`` attaches it to the
+engine service over the local API (a :class:`engine.runtime.api.client.RemoteEngine`, followed by an async
+worker); tests may also hand it an engine to run in process (``group="engine"``). Snapshots arrive through
+a throttled feed (:mod:`tradebot_tui.feed`), at most ``settings.ui.max_redraws_per_second``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.config import Settings
 from engine.domain.bus import EngineHandle, Subscription
-from engine.domain.commands import ClosePosition, Command, EmergencyExit, Halt, Resume
+from engine.domain.commands import ClosePosition, Command, EmergencyExit, Halt, Resume, StopEngine
 from engine.domain.errors import EngineAlreadyRunningException
 from engine.domain.models import BreakerStatus, CircuitState, Position, TradingState
 from engine.domain.snapshot import EngineSnapshot
@@ -32,7 +33,7 @@ from tradebot_tui.backtest_runner import BacktestRunner
 from tradebot_tui.feed import EventsArrived, SnapshotArrived, pump_snapshots
 from tradebot_tui.hangup import TerminalLossGuard
 from tradebot_tui.screens.backtest import BacktestScreen
-from tradebot_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
+from tradebot_tui.screens.confirm import ConfirmScreen, QuitChoice, QuitChoiceScreen, TypedConfirmScreen
 from tradebot_tui.screens.help import HelpScreen
 from tradebot_tui.screens.risk import NO_PASSPHRASE_MESSAGE, RiskChangeScreen
 from tradebot_tui.widgets.account import DrawdownPane, PnlPane
@@ -59,6 +60,31 @@ class RunnableEngine(EngineHandle, Protocol):
     def stop(self) -> object:
         """Ask ``run`` to finish (may return an awaitable)."""
         ...
+
+
+@runtime_checkable
+class AttachedEngine(EngineHandle, Protocol):
+    """An engine service this console is attached to (``engine.runtime.api.client.RemoteEngine``)."""
+
+    info: dict[str, Any]
+    connected: bool
+    on_connection: Any
+
+    async def run(self) -> None:
+        """Follow the engine, re-attaching after a lost connection, until cancelled."""
+        ...
+
+
+def stop_consequence(mode: str, positions: tuple[Position, ...]) -> str:
+    """What stopping an engine service does to its open positions (the quit dialog of an attached console)."""
+    if not positions:
+        return "No position is open."
+    listed = ", ".join(f"{p.symbol} {p.side.value}" for p in positions)
+    if mode == "live":
+        return (f"{len(positions)} position(s) open: {listed}. Stopping the engine leaves them open on the "
+                "exchange with their exchange-side stop orders, but trailing stops stop moving and no exit "
+                "signal is acted on until an engine runs again.")
+    return f"{len(positions)} paper position(s) open: {listed}. A replayed paper session ends with the engine."
 
 
 def quit_consequence(mode: str, positions: tuple[Position, ...]) -> str:
@@ -113,6 +139,7 @@ class TradebotApp(App[int]):
         self.settings = settings
         self.engine = engine
         self.run_engine = run_engine
+        self.attached = isinstance(engine, AttachedEngine)  # to a service: quitting detaches by default
         self.engine_problem = engine_problem
         self.backtest_runner = backtest_runner
         self.submitted: list[Command] = []  # what this console asked for, newest last (for the log and tests)
@@ -147,7 +174,12 @@ class TradebotApp(App[int]):
         if self.engine is None:
             return
         self.subscription = self.engine.bus.subscribe(SUBSCRIPTION_NAME)
-        if self.run_engine and isinstance(self.engine, RunnableEngine):
+        if isinstance(self.engine, AttachedEngine):
+            self.engine.on_connection = self.connection_changed
+            self.set_interval(1.0, self.query_one(StatusBar).refresh_line)  # the engine's uptime
+            self.engine_worker = self.run_worker(self.engine.run(), name="attachment", group="engine",
+                                                 exit_on_error=False)
+        elif self.run_engine and isinstance(self.engine, RunnableEngine):
             self.engine_worker = self.run_worker(self.engine.run(), name="engine", group="engine", exit_on_error=False)
         self.feed_worker = self.run_worker(
             pump_snapshots(self.subscription, self.post_message, self.settings.ui.max_redraws_per_second),
@@ -162,6 +194,14 @@ class TradebotApp(App[int]):
         self.hangup_guard.uninstall()
         if self.subscription is not None:
             self.subscription.close()
+
+    def connection_changed(self, connected: bool) -> None:
+        """The attachment to the engine service was made (again) or lost; the header says which."""
+        info = getattr(self.engine, "info", {}) if connected else None
+        self.query_one(StatusBar).set_attachment(info, connected)
+        if not connected:
+            self.notify("Lost the connection to the engine; retrying. The engine keeps trading on its own.",
+                        severity="warning", timeout=10)
 
     # ------------------------------------------------------------------ snapshots and events
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
@@ -197,9 +237,9 @@ class TradebotApp(App[int]):
         if isinstance(message.data_table, PositionsTable):
             self.refresh_bindings()
 
-    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+    async def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
         if isinstance(message.data_table, BreakersTable):  # enter on a breaker: reset it
-            self.action_reset_breaker()
+            await self.action_reset_breaker()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.engine_worker:
@@ -243,7 +283,10 @@ class TradebotApp(App[int]):
             return
         self.submitted.append(command)
         logger.info("console command: %s", command)
-        await self.engine.submit(command)
+        try:
+            await self.engine.submit(command)
+        except (ConnectionError, ValueError) as problem:  # attached: the engine is unreachable or refused it
+            self.notify(f"{type(command).__name__} not sent: {problem}", severity="error", timeout=15)
 
     async def action_halt(self) -> None:
         await self.submit(Halt(source=COMMAND_SOURCE, reason="halted from the console"))
@@ -253,8 +296,8 @@ class TradebotApp(App[int]):
         """Resume; lifting a latched loss-limit halt or the emergency latch asks for the passphrase first."""
         command = Resume(source=COMMAND_SOURCE)
         gate = getattr(self.engine, "risk_gate", None)
-        if gate is not None and gate.needs_grant(command):
-            self.open_risk_dialog(resume=True)
+        if gate is not None and await self.refreshed(gate) and gate.needs_grant(command):
+            await self.open_risk_dialog(resume=True)
             return
         await self.submit(command)  # the engine refuses it if a latch needs a grant after all
         self.notify("Resume sent; the state changes once the engine reports it.", title="resume")
@@ -299,12 +342,23 @@ class TradebotApp(App[int]):
             return next((s for s in statuses if s.name == table.selected_key()), None)
         return next((s for s in statuses if s.state is not CircuitState.CLOSED), None)
 
-    def open_risk_dialog(self, breaker: BreakerStatus | None = None, *, resume: bool = False) -> None:
+    async def refreshed(self, gate: Any) -> bool:
+        """Whether the gate's answers could be brought up to date (an attached gate asks the engine)."""
+        try:
+            await gate.refresh()
+        except (ConnectionError, ValueError) as problem:
+            self.notify(f"The engine's risk gate did not answer: {problem}", severity="error")
+            return False
+        return True
+
+    async def open_risk_dialog(self, breaker: BreakerStatus | None = None, *, resume: bool = False) -> None:
         """The passphrase-authenticated risk-change dialog (a limit, a breaker or latch reset, or a resume
         that lifts a latch); only a granted command is submitted."""
         gate = getattr(self.engine, "risk_gate", None)
         if gate is None:
             self.notify("Risk changes are available once the engine runs.", severity="error")
+            return
+        if not await self.refreshed(gate):
             return
         if not gate.passphrase_configured:
             self.notify(NO_PASSPHRASE_MESSAGE, title="risk change refused", severity="error", timeout=20)
@@ -319,15 +373,15 @@ class TradebotApp(App[int]):
 
         self.push_screen(RiskChangeScreen(gate, breaker=breaker, resume=resume), answered)
 
-    def action_risk_limits(self) -> None:
-        self.open_risk_dialog()
+    async def action_risk_limits(self) -> None:
+        await self.open_risk_dialog()
 
-    def action_reset_breaker(self) -> None:
+    async def action_reset_breaker(self) -> None:
         breaker = self.selected_breaker()
         if breaker is None:
             self.notify("No tripped breaker to reset.")
             return
-        self.open_risk_dialog(breaker)
+        await self.open_risk_dialog(breaker)
 
     def action_backtest(self) -> None:
         if not self.is_screen_installed("backtest"):
@@ -339,10 +393,13 @@ class TradebotApp(App[int]):
 
     async def action_quit(self) -> None:
         positions = self.snapshot.positions if self.snapshot else ()
+        mode = self.snapshot.mode if self.snapshot else self.settings.exchange.mode
+        if self.attached:
+            self.push_screen(QuitChoiceScreen(self.detach_or_stop_text(mode, positions)), self.quit_chosen)
+            return
         if not positions:
             await self.shutdown()
             return
-        mode = self.snapshot.mode if self.snapshot else self.settings.exchange.mode
 
         async def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -352,12 +409,26 @@ class TradebotApp(App[int]):
             ConfirmScreen("Quit with open positions?", quit_consequence(mode, positions), yes_label="Quit"), answered
         )
 
+    def detach_or_stop_text(self, mode: str, positions: tuple[Position, ...]) -> str:
+        info = getattr(self.engine, "info", {}) or {}
+        pid = f" (pid {info['pid']})" if "pid" in info else ""
+        return (f"Detach: the engine{pid} keeps trading; `tradebot` from any SSH session attaches again.\n\n"
+                f"Stop the engine: {stop_consequence(mode, positions)}")
+
+    async def quit_chosen(self, choice: QuitChoice | None) -> None:
+        if choice is QuitChoice.STOP_ENGINE:
+            await self.submit(StopEngine(source=COMMAND_SOURCE, reason="stopped from the console"))
+        if choice is not None:
+            await self.shutdown()
+
     async def shutdown(self, return_code: int = 0) -> None:
         """Stop the engine this console runs (waiting at most ENGINE_STOP_TIMEOUT_S), then exit."""
         if self._shutting_down:
             return
         self._shutting_down = True
-        if self.run_engine and isinstance(self.engine, RunnableEngine):
+        if self.attached and self.engine_worker is not None:
+            self.engine_worker.cancel()  # detach: the engine service goes on
+        elif self.run_engine and isinstance(self.engine, RunnableEngine):
             try:
                 stopping = self.engine.stop()
                 if inspect.isawaitable(stopping):

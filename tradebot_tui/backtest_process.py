@@ -24,7 +24,7 @@ from engine.runtime.api.wire import decode_record, encode
 from tradebot_tui.backtest_runner import BacktestRequest, BacktestRun, CancelCheck, ProgressCallback
 
 CANCEL_POLL_S = 0.1  # how often a waiting run looks at the cancel flag
-SECRET_FIELDS = {"exchange": {"api_key", "api_secret"}, "telegram": {"token"}}
+SECRET_FIELDS = {"exchange": {"api_key", "api_secret"}, "telegram": {"token"}, "api": {"token"}}
 
 
 class BacktestFailed(RuntimeError):

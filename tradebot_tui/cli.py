@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from engine.config import Settings, load_settings
 from engine.domain.errors import ConfigException, EngineAlreadyRunningException, TradingBotException
@@ -46,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_command_settings(args)
         if handler is None:
-            return run_console(settings, live=bool(args.live),
-                               risk_passphrase_hash=getattr(args, "risk_passphrase_hash", None))
+            return run_console(settings, config=args.config, live=bool(args.live), start=True)
         return handler(args, settings)
     except ConfigException as exc:
         for line in exc.problems:
@@ -66,16 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def load_command_settings(args: argparse.Namespace) -> Settings:
     """Settings as the chosen command needs them (``settings_mode`` set by its parser).
 
-    ``secure`` (the console, ``run``): secrets from env, the encrypted file or the keyring, file permission
+    ``secure`` (``run``, the engine service): secrets from env, the encrypted file or the keyring, file permission
     checks and log redaction, and live mode only with ``--live``; the risk-change passphrase hash from the
     secrets file is left in ``args.risk_passphrase_hash`` for the engine (the file passphrase is asked once).
-    ``plain``: the settings alone, falling back to the secrets file when live mode's keys live only there.
+    ``plain`` (the console and most commands): the settings alone, falling back to the secrets file when live
+    mode's keys live only there.
     ``none``: the command reads no settings.
     """
     from engine.runtime.remote_control import CachedPassphrase, load_risk_passphrase_hash
     from engine.security.resolution import load_settings_with_secrets, secure_startup
 
-    mode = getattr(args, "settings_mode", None) or ("secure" if getattr(args, "handler", None) is None else "plain")
+    mode = getattr(args, "settings_mode", None) or "plain"  # the console is a client: the service reads secrets
     if mode == "none":
         return None  # type: ignore[return-value]
     if mode == "secure":
@@ -94,23 +93,27 @@ def load_command_settings(args: argparse.Namespace) -> Settings:
         return load_settings_with_secrets(args.config).settings
 
 
-def run_console(settings: Settings, *, live: bool = False, risk_passphrase_hash: Any = None) -> int:
-    """Run the console over its own engine.
+def run_console(settings: Settings, *, config: str | None, live: bool, start: bool) -> int:
+    """Attach the console to the engine service on the configured database, starting it first if ``start``.
+
+    The service is started detached (:mod:`tradebot_tui.attach`), so leaving the console never stops trading.
 
     Raises:
-        EngineAlreadyRunningException: another engine holds the database: probed before Textual takes the
-            terminal, or (a race) refused by the engine's own lock at start-up, after which the app exits.
+        TradingBotException: no engine runs and ``start`` is False, the started service failed (its own
+            one-line error), or ``--live`` was given while a paper engine runs on the database.
     """
-    from engine.runtime.instance_lock import probe
+    from tradebot_tui.attach import locate_engine
 
-    probe(settings.storage.database_path)  # before the UI takes the terminal
+    database = settings.storage.database_path
+    located = locate_engine(database, config=config, live=live, start=start, log_dir=settings.storage.log_dir)
+    if live and located.info.get("mode") != "live":
+        raise TradingBotException(f"a {located.info.get('mode')} engine (pid {located.info.get('pid')}) runs on "
+                                  f"{database.absolute()}; stop it (`tradebot service stop`) to trade live")
+    from engine.runtime.api.client import RemoteEngine
     from tradebot_tui.app import create_app
 
-    app = create_app(settings, live=live, risk_passphrase_hash=risk_passphrase_hash)
+    app = create_app(settings, RemoteEngine(located.socket_path))
     app.run()
-    refusal = getattr(app, "engine_refusal", None)
-    if refusal is not None:
-        raise refusal
     return int(app.return_code or 0)
 
 

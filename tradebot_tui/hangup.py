@@ -11,6 +11,9 @@ Textual to fail writing to a dead terminal. Instead the guard, in order:
 Nothing is submitted to the engine: it keeps running and protecting positions (stops,
 trailing stops, breakers) until SIGTERM, which stops it cleanly. SIGTERM is also handled when
 the terminal is still there.
+
+A console attached to the engine service has nothing to keep alive: after step 1 it simply detaches and
+exits (SIGTERM too), and the service trades on.
 """
 
 from __future__ import annotations
@@ -73,10 +76,16 @@ class TerminalLossGuard:
 
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         if self.detach(silence_terminal=not self.app.is_headless) and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.announce)
+            self._loop.call_soon_threadsafe(self.leave if self.app.attached else self.announce)
+
+    def leave(self) -> None:
+        """An attached console whose terminal is gone detaches from the service and exits."""
+        logger.warning("console terminal lost (SIGHUP): detaching; the engine service keeps trading")
+        self.app.call_later(self.app.shutdown)
 
     def _on_sigterm(self) -> None:
-        logger.warning("SIGTERM: stopping the engine and the console")
+        logger.warning("SIGTERM: %s", "detaching the console" if self.app.attached
+                       else "stopping the engine and the console")
         self.app.call_later(self.app.shutdown)
 
     def detach(self, *, silence_terminal: bool) -> bool:

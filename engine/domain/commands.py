@@ -69,3 +69,14 @@ class SetRiskLimit(Command):
     key: str = ""
     value: float = 0.0
     grant: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class StopEngine(Command):
+    """Stop the engine service (an attached console's "quit and stop").
+
+    Open live positions stay on the exchange with their exchange-side stop orders, but trailing and exit
+    signals stop until an engine runs again; paper positions of a replay end with the session.
+    """
+
+    reason: str = "stopped by request"

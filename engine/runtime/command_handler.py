@@ -19,7 +19,16 @@ from typing import Any, Protocol
 
 from engine.core.breaker import EMERGENCY
 from engine.core.decision import Decision, DecisionCore, Outcome
-from engine.domain.commands import ClosePosition, Command, EmergencyExit, Halt, Resume, ResumeBreaker, SetRiskLimit
+from engine.domain.commands import (
+    ClosePosition,
+    Command,
+    EmergencyExit,
+    Halt,
+    Resume,
+    ResumeBreaker,
+    SetRiskLimit,
+    StopEngine,
+)
 from engine.domain.errors import CircuitBreakerException
 from engine.domain.events import CommandAccepted, CommandRejected, Event, RiskLimitChanged
 from engine.domain.models import TradingState
@@ -59,6 +68,7 @@ class CommandHandler:
         audit: optional audit log (``engine.security.audit.AuditLog``).
         risk_gate: checks the grant of risk changes and breaker overrides; None refuses them all.
         state_store: where accepted risk changes are saved (the engine's store); None: not saved.
+        request_stop: asks the engine to stop (``StopEngine``); None refuses that command.
     """
 
     def __init__(
@@ -69,6 +79,7 @@ class CommandHandler:
         audit: Auditor | None = None,
         risk_gate: RiskChangeGate | None = None,
         state_store: StateStore | None = None,
+        request_stop: Callable[[], None] | None = None,
     ) -> None:
         self.core = core
         self.execution = execution
@@ -76,6 +87,7 @@ class CommandHandler:
         self.audit = audit
         self.risk_gate = risk_gate
         self.state_store = state_store
+        self.request_stop = request_stop
         self._handlers: dict[type[Command], Callable[[Any, int], Awaitable[str]]] = {
             Halt: self._halt,
             Resume: self._resume,
@@ -83,6 +95,7 @@ class CommandHandler:
             ClosePosition: self._close_position,
             ResumeBreaker: self._resume_breaker,
             SetRiskLimit: self._set_risk_limit,
+            StopEngine: self._stop_engine,
         }
 
     async def handle(self, command: Command, now_ms: int) -> bool:
@@ -179,6 +192,12 @@ class CommandHandler:
             halted = self.core.trading_state is TradingState.HALTED
             return "emergency latch cleared" + ("; trading stays halted until resumed" if halted else "")
         return f"{command.breaker} breaker reset" if events else f"{command.breaker} breaker was not tripped"
+
+    async def _stop_engine(self, command: StopEngine, now_ms: int) -> str:
+        if self.request_stop is None:
+            raise CommandRefused("this engine cannot be stopped by a command (its owner stops it)")
+        self.request_stop()
+        return f"engine stopping ({command.reason}); open positions keep their exchange-side stops"
 
     async def _set_risk_limit(self, command: SetRiskLimit, now_ms: int) -> str:
         self._redeem_grant(command)

@@ -227,7 +227,8 @@ class TradingEngine:
             self.drift.start()
             audit = self._audit_log()
             self.risk_gate = build_risk_gate(self, audit)
-            self._handler = CommandHandler(self.core, self.execution, self.emit, audit, self.risk_gate)
+            self._handler = CommandHandler(self.core, self.execution, self.emit, audit, self.risk_gate,
+                                           request_stop=self.stop)
             self.notifier = await start_notifier(self)  # before the first publish; never raises
             self.engine_state = EngineState.RUNNING
             self.started.set()

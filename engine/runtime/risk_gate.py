@@ -182,6 +182,9 @@ class RiskChangeGate:
             raise RiskChangeRefused(f"unknown setting {key!r}")
         return getattr(configs[section], field)
 
+    async def refresh(self) -> None:
+        """Nothing to do: this gate reads the core directly."""
+
     @property
     def passphrase_configured(self) -> bool:
         """Whether a console (passphrase) risk change can succeed at all."""

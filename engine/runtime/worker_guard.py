@@ -45,8 +45,8 @@ ProcessCandle = Callable[["ClosedCandle", int], Awaitable[object]]
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """The secret values of ``settings`` (exchange keys, Telegram token) that an error text must never hold."""
-    values = (settings.exchange.api_key, settings.exchange.api_secret, settings.telegram.token)
+    """The secret values of ``settings`` (exchange keys, Telegram and API tokens) that an error text must never hold."""
+    values = (settings.exchange.api_key, settings.exchange.api_secret, settings.telegram.token, settings.api.token)
     return [value.get_secret_value() for value in values if value is not None]
 
 

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tradebot_tui.commands import audit_cmd, backtest_cmd, backup_cmd, data_cmd, run_cmd, secrets_cmd, status_cmd
+from tradebot_tui.commands import (
+    audit_cmd,
+    backtest_cmd,
+    backup_cmd,
+    data_cmd,
+    run_cmd,
+    secrets_cmd,
+    service_cmd,
+    status_cmd,
+)
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     status_cmd,
@@ -17,4 +26,5 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     backup_cmd,
     backtest_cmd,
     run_cmd,
+    service_cmd,
 )

@@ -1,7 +1,10 @@
-"""Provides ``tradebot run --headless [--live]``: the trading engine without the console.
+"""Provides ``tradebot run --headless [--live]``: the engine service (trades, and serves the local API).
 
-Logs go to the log file and stdout; SIGINT/SIGTERM stop the engine cleanly (open positions keep their
-exchange-side stops; state is flushed to the store). Textual is never imported.
+It holds the database's lock, trades, and serves the control API on the socket beside the database
+(:mod:`engine.runtime.service`); consoles attach to it (``tradebot``, ``tradebot attach``). Logs go to the log
+file and stdout; SIGINT/SIGTERM (or a ``StopEngine`` command) stop the engine cleanly (open positions keep
+their exchange-side stops; state is flushed to the store). SIGHUP is ignored: the service outlives the
+terminal that started it. Textual is never imported.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ log = logging.getLogger("tradebot.run")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="run the trading engine (headless: no console)")
-    parser.add_argument("--headless", action="store_true", help="run without the console (required for now)")
+    parser = subparsers.add_parser("run", help="run the engine service (headless: consoles attach to it)")
+    parser.add_argument("--headless", action="store_true", help="run without a console (required)")
     parser.add_argument("--live", action="store_true",
                         help="trade real money (also needs exchange.mode = \"live\" and API keys)")
     parser.add_argument("--until-replay-ends", action="store_true",
@@ -48,10 +51,13 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(engine: Any) -> int:
+    from engine.runtime.service import serve
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stopper(engine, signum))
-    await engine.run()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    await serve(engine)
     return 0 if engine.engine_state is EngineState.STOPPED else 1
 
 

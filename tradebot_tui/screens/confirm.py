@@ -1,9 +1,12 @@
-"""Provides the confirmation dialogs: a yes/no question and one that needs a typed word.
+"""Provides the confirmation dialogs: a yes/no question, one that needs a typed word, and the quit choice.
 
-Both are ``ModalScreen[bool]`` that dismiss with the answer; escape always means no.
+The first two are ``ModalScreen[bool]`` that dismiss with the answer; escape always means no. The quit
+choice of an attached console dismisses with :class:`QuitChoice` (escape: stay).
 """
 
 from __future__ import annotations
+
+import enum
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 DIALOG_CSS = """
-ConfirmScreen, TypedConfirmScreen { align: center middle; }
+ConfirmScreen, TypedConfirmScreen, QuitChoiceScreen { align: center middle; }
 #dialog {
     width: 72; max-width: 95%; height: auto; max-height: 95%;
     border: thick $error; background: $surface; padding: 0 1;
@@ -89,3 +92,41 @@ class TypedConfirmScreen(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class QuitChoice(enum.Enum):
+    DETACH = "detach"
+    STOP_ENGINE = "stop_engine"
+
+
+class QuitChoiceScreen(ModalScreen[QuitChoice | None]):
+    """Leaving an attached console: ``d``/enter detaches (the default), ``s`` also stops the engine, escape stays."""
+
+    DEFAULT_CSS = DIALOG_CSS
+    BINDINGS = [
+        Binding("escape", "choose(None)", "Stay"),
+        Binding("d", "choose('detach')", "Detach"),
+        Binding("s", "choose('stop_engine')", "Stop engine"),
+    ]
+
+    def __init__(self, body: str) -> None:
+        super().__init__()
+        self.body_text = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Leave the console?", id="dialog-title")
+            yield Static(self.body_text, id="dialog-body")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Stay (esc)", id="stay")
+                yield Button("Stop the engine (s)", id="stop_engine", variant="error")
+                yield Button("Detach (d)", id="detach", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#detach", Button).focus()  # the safe answer: trading goes on
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_choose(None if event.button.id == "stay" else event.button.id)
+
+    def action_choose(self, choice: str | None) -> None:
+        self.dismiss(None if choice is None else QuitChoice(choice))

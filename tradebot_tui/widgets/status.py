@@ -1,6 +1,9 @@
-"""Provides the status line: mode (PAPER / LIVE, loud), exchange, feed health, trading and engine state."""
+"""Provides the status line: mode (PAPER / LIVE, loud), exchange, feed health, trading and engine state, and
+for an attached console which engine service it is attached to (pid, uptime) or that the connection is lost."""
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -38,6 +41,8 @@ class StatusBar(Static):
         self._configured_mode = mode
         self._configured_exchange = exchange
         self.engine_note = ""
+        self.attachment: dict[str, object] | None = None  # the engine service's /v1/engine answer
+        self.connected: bool | None = None  # None: not attached to a service (engine in process)
 
     def watch_snapshot(self) -> None:
         self.update(self.status_text())
@@ -46,6 +51,29 @@ class StatusBar(Static):
         """Show a console-side note about the engine worker (e.g. it failed to start)."""
         self.engine_note = note
         self.update(self.status_text())
+
+    def set_attachment(self, info: dict[str, object] | None, connected: bool) -> None:
+        """Attached (again) to the service ``info`` describes, or lost it (``connected`` False)."""
+        if info is not None:
+            self.attachment = info
+        self.connected = connected
+        self.refresh_line()
+
+    def refresh_line(self) -> None:
+        self.update(self.status_text())
+
+    def attachment_text(self, now_s: float | None = None) -> Text:
+        """`` pid 4242 · up 2h05m `` when attached, a red ``DISCONNECTED`` while the connection is lost."""
+        if self.connected is None:
+            return Text()
+        if not self.connected:
+            return Text(" DISCONNECTED: retrying ", style="bold white on red")
+        info = self.attachment or {}
+        started = info.get("started_ms")
+        up = ""
+        if isinstance(started, int):
+            up = " · up " + fmt.duration(int((time.time() if now_s is None else now_s) * 1000) - started)
+        return Text(f" pid {info.get('pid', '?')}{up} ", style="dim")
 
     def status_text(self) -> Text:
         snapshot = self.snapshot
@@ -66,6 +94,10 @@ class StatusBar(Static):
             line.append(" │ engine ")
             line.append(snapshot.engine_state.value, style=ENGINE_STATE_STYLES.get(snapshot.engine_state, "bold"))
             line.append(f" │ {fmt.timestamp(snapshot.time_ms)}")
+        attachment = self.attachment_text()
+        if attachment:
+            line.append(" │")
+            line.append_text(attachment)
         if self.engine_note:
             line.append(f" │ {self.engine_note}", style="bold red")
         return line

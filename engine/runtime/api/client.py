@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,13 +21,18 @@ import aiohttp
 
 from engine.domain.bus import Bus
 from engine.domain.commands import Command
+from engine.domain.ports import RiskChangeRefused
 from engine.domain.snapshot import EngineSnapshot
 from engine.runtime.api.feed import NumberedEvent
-from engine.runtime.api.wire import WIRE_VERSION, WireError, decode_event, decode_snapshot, encode
+from engine.runtime.api.remote_gate import RemoteRiskGate
+from engine.runtime.api.wire import WIRE_VERSION, WireError, decode_command, decode_event, decode_snapshot, encode
+from engine.security.auth import AuthenticationFailed
 
 DEFAULT_TIMEOUT_S = 5.0
 RECONNECT_FIRST_S = 0.2
 RECONNECT_MAX_S = 5.0
+log = logging.getLogger(__name__)
+
 BASE_URL = "http://engine"  # the host is ignored on a Unix socket
 
 
@@ -97,6 +103,30 @@ class EngineClient:
     async def submit(self, command: Command) -> None:
         await self._request("POST", "/v1/commands", json=encode(command))
 
+    async def risk_view(self) -> dict[str, Any]:
+        """The engine's risk-change gate as ``GET /v1/risk`` describes it."""
+        view: dict[str, Any] = await self._get("/v1/risk")
+        return view
+
+    async def authorize(self, command: Command, passphrase: str) -> Command:
+        """``command`` with the engine's one-time grant (``POST /v1/risk/authorize``).
+
+        Raises:
+            RiskChangeRefused: the request is invalid; AuthenticationFailed: wrong passphrase or locked out.
+        """
+        try:
+            async with self.session.post(BASE_URL + "/v1/risk/authorize",
+                                         json={"command": encode(command), "passphrase": passphrase}) as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientConnectionError, FileNotFoundError, TimeoutError) as error:
+            raise EngineUnreachable(f"no engine answers on {self.socket_path} ({type(error).__name__})") from None
+        reason = body.get("error", f"HTTP {response.status}") if isinstance(body, dict) else f"HTTP {response.status}"
+        if response.status == 403:
+            raise AuthenticationFailed(reason)
+        if response.status >= 400:
+            raise RiskChangeRefused(reason)
+        return decode_command(body["command"])
+
     async def stream(self, since: int | None = None) -> AsyncIterator[NumberedEvent | EngineSnapshot]:
         """Events (after ``since``, if given) and snapshots as the engine publishes them, until it goes away."""
         params = {"since": str(since)} if since is not None else None
@@ -138,9 +168,10 @@ class RemoteEngine:
         self.info: dict[str, Any] = {}
         self.last_event_id: int | None = None
         self._client = EngineClient(socket_path, timeout_s=timeout_s)
-        self._on_connection = on_connection
+        self.on_connection = on_connection
         self._random = jitter or random.Random()
         self._attached = asyncio.Event()
+        self.risk_gate = RemoteRiskGate(self._client)
 
     async def __aenter__(self) -> RemoteEngine:
         await self._client.__aenter__()
@@ -159,11 +190,22 @@ class RemoteEngine:
         await self._attached.wait()
 
     async def run(self) -> None:
-        """Follow the engine's stream for ever, re-attaching after a lost connection (cancel to stop)."""
+        """Follow the engine's stream for ever, re-attaching after a lost connection (cancel to stop).
+
+        Opens the connection pool itself when not used as a context manager, and closes it when it ends.
+        """
+        if self._client._session is None:
+            async with self._client:
+                await self._follow()
+        else:
+            await self._follow()
+
+    async def _follow(self) -> None:
         delay = RECONNECT_FIRST_S
         while True:
             try:
                 self.info = await self._client.engine_info()
+                await self.risk_gate.refresh()
                 self._set_connected(True)
                 delay = RECONNECT_FIRST_S
                 # The first attach replays what the engine keeps, so a console shows the recent events too.
@@ -187,6 +229,8 @@ class RemoteEngine:
             self._attached.set()
         else:
             self._attached.clear()
-        if self._on_connection is not None:
-            with contextlib.suppress(Exception):
-                self._on_connection(connected)
+        if self.on_connection is not None:
+            try:
+                self.on_connection(connected)
+            except Exception:  # a front-end's bug must not end the attachment
+                log.exception("on_connection callback failed")

@@ -72,6 +72,8 @@ def _schemas() -> dict[str, Any]:
                         "discriminator": {"propertyName": "kind"}}
     named["NumberedEvent"] = {"type": "object", "required": ["id", "event"],
                               "properties": {"id": {"type": "integer"}, "event": _ref("Event")}}
+    named["RiskChange"] = {"type": "object", "required": ["parameter", "old_value", "new_value"],
+                           "properties": {"parameter": {"type": "string"}, "old_value": {}, "new_value": {}}}
     named["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
                                                                             "version": {"type": "integer"}}}
     return named
@@ -116,6 +118,25 @@ def document(engine_version: str) -> dict[str, Any]:
                 "responses": {"202": _ok({"type": "object", "properties": {**versioned, "queued": {"type": "string"}}},
                                          "queued; the outcome arrives as CommandAccepted / CommandRejected"),
                               "400": error}}},
+            "/v1/risk": {"get": {"summary": "the risk-change gate's view", "responses": {
+                "200": _ok({"type": "object", "required": ["passphrase_configured", "values", "resume", "breakers"],
+                            "properties": {
+                                **versioned, "passphrase_configured": {"type": "boolean"},
+                                "values": {"type": "object", "additionalProperties": {
+                                    "type": ["number", "integer", "string", "boolean", "null"]}},
+                                "resume": {"oneOf": [{"type": "null"}, _ref("RiskChange")]},
+                                "breakers": {"type": "object", "additionalProperties": {
+                                    "oneOf": [{"type": "null"}, _ref("RiskChange")]}}}},
+                           "settable values in force; what a latch-lifting resume or a breaker reset would change"),
+                "503": error}}},
+            "/v1/risk/authorize": {"post": {
+                "summary": "a one-time grant for a risk change, given the passphrase",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["command", "passphrase"],
+                    "properties": {"command": _ref("Command"), "passphrase": {"type": "string", "minLength": 1}}}}}},
+                "responses": {"200": _ok({"type": "object", "properties": {**versioned, "command": _ref("Command")}},
+                                         "the command with its grant; post it to /v1/commands"),
+                              "400": error, "403": error, "503": error}}},
             "/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "it"}}}},
         },
         "components": {"schemas": _schemas(),

@@ -8,7 +8,9 @@ Routes (versioned JSON, schema at ``GET /v1/openapi.json``, wire format :mod:`en
 * ``GET /v1/stream?since=ID`` - a websocket: the events after ``ID`` (if given), then every new event and the
   newest snapshot as they come (events never dropped, snapshots newest-only);
 * ``POST /v1/commands`` - one command (``{"kind": "Halt", "source": "cli"}``), queued exactly as
-  ``engine.submit`` queues it; its outcome arrives as ``CommandAccepted`` / ``CommandRejected`` events.
+  ``engine.submit`` queues it; its outcome arrives as ``CommandAccepted`` / ``CommandRejected`` events;
+* ``GET /v1/risk``, ``POST /v1/risk/authorize`` - the risk-change gate for attached consoles
+  (:mod:`engine.runtime.api.risk_routes`): a grant needs the passphrase, and the engine redeems it once.
 
 The socket is created in a directory only the owner may enter (0700, checked) with mode 0600, so only the
 account that runs the engine can attach. An optional loopback TCP listener (off by default) needs
@@ -36,6 +38,7 @@ from engine.domain.bus import EngineHandle, Subscription
 from engine.domain.snapshot import EngineSnapshot
 from engine.runtime.api import openapi
 from engine.runtime.api.feed import EventJournal, NumberedEvent
+from engine.runtime.api.risk_routes import add_risk_routes
 from engine.runtime.api.wire import WIRE_VERSION, WireError, decode_command, encode
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class ApiServer:
         self._subscription: Subscription | None = None
         self._pumps: list[asyncio.Task[None]] = []
         self._sockets: set[web.WebSocketResponse] = set()
+        self._socket_inode: int | None = None  # ours, so stopping never removes a successor's socket
 
     # ---------------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -96,10 +100,13 @@ class ApiServer:
             web.get("/v1/events", self._events), web.get("/v1/stream", self._stream),
             web.post("/v1/commands", self._command), web.get("/v1/openapi.json", self._openapi),
         ])
+        add_risk_routes(app, lambda: getattr(self.engine, "risk_gate", None),
+                        lambda: self.journal.latest_snapshot or self.engine.snapshot())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.UnixSite(self._runner, str(self.socket_path)).start()
         os.chmod(self.socket_path, PRIVATE_SOCKET_MODE)
+        self._socket_inode = self.socket_path.lstat().st_ino
         if self.tcp_port is not None:
             await web.TCPSite(self._runner, "127.0.0.1", self.tcp_port).start()
 
@@ -116,7 +123,8 @@ class ApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+            if self.socket_path.lstat().st_ino == self._socket_inode:
+                self.socket_path.unlink()
 
     async def _pump_events(self, subscription: Subscription) -> None:
         while True:
@@ -217,6 +225,8 @@ def prepare_socket_path(path: Path) -> None:
     """
     directory = path.parent
     directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if directory.stat().st_uid != os.getuid():  # e.g. a shared /tmp where someone else made the folder first
+        raise PermissionError(f"{directory}: belongs to another user; the engine's socket cannot live there")
     mode = stat.S_IMODE(directory.stat().st_mode)
     if mode & 0o077:
         os.chmod(directory, mode & ~0o077)
