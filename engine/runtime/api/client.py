@@ -9,7 +9,6 @@ the last id it saw, so a subscriber misses none that the engine still keeps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
