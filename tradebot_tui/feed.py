@@ -9,6 +9,7 @@ their own, never-replaced message so no fill or breaker trip is lost from the lo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from textual.message import Message
@@ -39,8 +40,17 @@ class EventsArrived(Message):
         self.events = events
 
 
+def changes_state(shown: EngineSnapshot | None, snapshot: EngineSnapshot) -> bool:
+    """Whether ``snapshot`` changes what a trader waits to see after a key (trading or engine state)."""
+    return shown is None or (shown.trading_state, shown.engine_state) != (snapshot.trading_state,
+                                                                          snapshot.engine_state)
+
+
 async def pump_snapshots(subscription: Subscription, post: Callable[[Message], object], max_per_second: float) -> None:
     """Forward snapshots and events from ``subscription`` to ``post`` (e.g. ``app.post_message``) forever.
+
+    Snapshots go at most ``max_per_second`` times a second, the newest winning, except that one changing the
+    trading or engine state (a halt, a resume) goes at once: the answer to a key is never held back.
 
     Args:
         subscription: the console's bus subscription.
@@ -48,14 +58,19 @@ async def pump_snapshots(subscription: Subscription, post: Callable[[Message], o
         max_per_second: upper bound on snapshots posted per second (settings.ui.max_redraws_per_second).
     """
     interval_s = 1.0 / max_per_second
+    shown: EngineSnapshot | None = None
+    pending: EngineSnapshot | None = None
+    next_allowed_s = 0.0
     while True:
+        wait_s = IDLE_POLL_S if pending is None else max(0.0, next_allowed_s - time.monotonic())
         try:
-            snapshot: EngineSnapshot | None = await asyncio.wait_for(subscription.next_snapshot(), IDLE_POLL_S)
+            pending = await asyncio.wait_for(subscription.next_snapshot(), wait_s)
         except TimeoutError:
-            snapshot = None
+            pass
         events = subscription.drain_events()
         if events:
             post(EventsArrived(events))
-        if snapshot is not None:
-            post(SnapshotArrived(snapshot))
-            await asyncio.sleep(interval_s)
+        if pending is not None and (time.monotonic() >= next_allowed_s or changes_state(shown, pending)):
+            post(SnapshotArrived(pending))
+            shown, pending = pending, None
+            next_allowed_s = time.monotonic() + interval_s

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,16 +157,30 @@ def walk_forward_windows(first_ms: int, end_ms: int, out_of_sample: float, folds
 
 
 # ------------------------------------------------------------------------------------------ executors
-def run_local(context: OptimizationContext, tasks: Sequence[EvaluationTask], workers: int | None) -> list[Evaluation]:
+TaskProgress = Callable[[int, int], None]  # (evaluations done, evaluations in all)
+
+
+def run_local(context: OptimizationContext, tasks: Sequence[EvaluationTask], workers: int | None,
+              progress: TaskProgress | None = None) -> list[Evaluation]:
     if workers == 1 or len(tasks) <= 1:
-        return [evaluate_task(context, task) for task in tasks]
+        return _collect((evaluate_task(context, task) for task in tasks), len(tasks), progress)
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(context,)) as pool:
-        return list(pool.map(_evaluate_in_worker, tasks, chunksize=1))
+        return _collect(pool.map(_evaluate_in_worker, tasks, chunksize=1), len(tasks), progress)
 
 
-def run_on_dask(context: OptimizationContext, tasks: Sequence[EvaluationTask], cluster: Any) -> list[Evaluation]:
+def _collect(evaluations: Iterable[Evaluation], total: int, progress: TaskProgress | None) -> list[Evaluation]:
+    collected: list[Evaluation] = []
+    for evaluation in evaluations:
+        collected.append(evaluation)
+        if progress is not None:
+            progress(len(collected), total)
+    return collected
+
+
+def run_on_dask(context: OptimizationContext, tasks: Sequence[EvaluationTask], cluster: Any,
+                progress: TaskProgress | None = None) -> list[Evaluation]:
     """Run on Dask distributed; ``cluster`` is a scheduler address or a ``distributed.Client``."""
-    from distributed import Client
+    from distributed import Client, as_completed
 
     client: Any = cluster if isinstance(cluster, Client) else Client(cluster)  # type: ignore[no-untyped-call]
     try:
@@ -174,6 +188,7 @@ def run_on_dask(context: OptimizationContext, tasks: Sequence[EvaluationTask], c
         # when that client lets go the workers drop it under our tasks ("lost dependencies").
         shared = client.scatter(context, broadcast=True, hash=False)
         futures = [client.submit(evaluate_task, shared, task, pure=False) for task in tasks]
+        _collect((future.result() for future in as_completed(futures)), len(futures), progress)
         return list(client.gather(futures))
     finally:
         if client is not cluster:
@@ -266,7 +281,7 @@ def optimize(
     folds: int = 1,
     workers: int | None = None,
     cluster: Any = None,
-    progress: Callable[[float], None] | None = None,
+    progress: TaskProgress | None = None,
 ) -> OptimizationReport:
     """Evaluate parameter sets of ``space`` on in- and out-of-sample windows; rank by in-sample objective.
 
@@ -278,6 +293,7 @@ def optimize(
         folds: walk-forward folds (1 = one split).
         workers: local process pool size (None = CPU count; 1 = in this process).
         cluster: Dask scheduler address or ``distributed.Client``; None = local pool.
+        progress: called with (evaluations done, evaluations in all) as each one finishes (any order).
     """
     if method == "grid":
         sets = grid(space)
@@ -305,11 +321,9 @@ def optimize(
         engine.data, engine.parameters, engine.backtest_config, engine.market_limits, engine.unattended, chosen
     )
     if cluster is not None:
-        evaluations = run_on_dask(context, tasks, cluster)
+        evaluations = run_on_dask(context, tasks, cluster, progress)
     else:
-        evaluations = run_local(context, tasks, workers)
-    if progress is not None:
-        progress(1.0)
+        evaluations = run_local(context, tasks, workers, progress)
     evaluations.sort(key=lambda e: e.index)
     rows = []
     for i, overrides in enumerate(sets):

@@ -59,3 +59,33 @@ def test_a_newer_snapshot_message_replaces_an_older_one_but_events_are_never_rep
     assert newer.can_replace(older)
     assert not EventsArrived([]).can_replace(EventsArrived([]))
     assert not newer.can_replace(EventsArrived([]))
+
+
+async def test_a_snapshot_changing_the_trading_state_is_not_held_back_by_the_redraw_limit() -> None:
+    from engine.domain.models import TradingState
+
+    bus = Bus()
+    subscription = bus.subscribe("console")
+    posted: list[Message] = []
+    slow = 0.05  # one redraw per 20 s: a held-back snapshot would not arrive within the wait below
+    pump = asyncio.create_task(pump_snapshots(subscription, posted.append, slow))
+    active = crafted_snapshot()
+    halted = dataclasses.replace(active, trading_state=TradingState.HALTED, time_ms=active.time_ms + 1)
+    later = dataclasses.replace(halted, time_ms=active.time_ms + 2)
+
+    def shown() -> list[object]:
+        return [m.snapshot for m in posted if isinstance(m, SnapshotArrived)]
+
+    bus.publish_snapshot(active)
+    async with asyncio.timeout(5):
+        while not shown():
+            await asyncio.sleep(0.005)
+        bus.publish_snapshot(halted)
+        while len(shown()) < 2:
+            await asyncio.sleep(0.005)
+    bus.publish_snapshot(later)  # same state again: waits for the redraw limit
+    await asyncio.sleep(0.2)
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pump
+    assert shown() == [active, halted]

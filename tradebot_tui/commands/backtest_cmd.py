@@ -149,9 +149,14 @@ def handle_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from engine.backtest.data_source import save_run
     from engine.backtest.result import dumps
 
+    from tradebot_tui.progress import Progress
+
     data, _ = asyncio.run(_load(args, settings))
     engine = _engine(args, settings, data)
-    result = engine.run_backtest(args.start, args.end, overrides=_checked_overrides(engine, args.set) or None)
+    overrides = _checked_overrides(engine, args.set) or None
+    progress = Progress("backtest")
+    result = engine.run_backtest(args.start, args.end, overrides=overrides, progress=progress.update)
+    progress.finish(f"{len(result.trades)} trades")
     notes = sys.stderr if args.json else sys.stdout
     if args.json:
         print(dumps(result.metrics_dict()))
@@ -185,8 +190,12 @@ def handle_optimize(args: argparse.Namespace, settings: Settings) -> int:
     base = _checked_overrides(engine, args.set)
     if base:
         engine.parameters = engine.parameters.with_overrides(base)
+    from tradebot_tui.progress import Progress
+
+    progress = Progress("optimize")
     report = engine.optimize_parameters(
         _space(args.param, args.method),
+        progress=lambda done, total: progress.update(done / total, f"{done}/{total} evaluations"),
         method=args.method,
         samples=args.samples,
         seed=args.seed,
@@ -198,6 +207,7 @@ def handle_optimize(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         cluster=args.cluster,
     )
+    progress.finish(f"{len(report.rows)} parameter sets")
     run_id = asyncio.run(save_optimization(settings.storage.database_path, args.name, report))
     if args.json:
         print(dumps({"run_id": run_id, **report.to_dict()}))

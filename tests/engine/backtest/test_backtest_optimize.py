@@ -115,3 +115,11 @@ def test_results_are_stored_ranked(serial_report: OptimizationReport, tmp_path: 
     stored = asyncio.run(read())
     assert [r.params for r in stored] == [row.params for row in serial_report.rows]
     assert stored[0].metrics["out_score"] == pytest.approx(serial_report.rows[0].out_score)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_every_evaluation_as_it_finishes(engine: BacktestEngine, workers: int) -> None:
+    reports: list[tuple[int, int]] = []
+    engine.optimize_parameters({"signal.fade_bars": [1, 3]}, workers=workers, folds=1,
+                               progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 2 sets x (in, out)
