@@ -188,7 +188,7 @@ def run_on_dask(context: OptimizationContext, tasks: Sequence[EvaluationTask], c
         # when that client lets go the workers drop it under our tasks ("lost dependencies").
         shared = client.scatter(context, broadcast=True, hash=False)
         futures = [client.submit(evaluate_task, shared, task, pure=False) for task in tasks]
-        _collect((future.result() for future in as_completed(futures)), len(futures), progress)
+        _collect((future.result() for future in as_completed(futures)), len(futures), progress)  # type: ignore[no-untyped-call]
         return list(client.gather(futures))
     finally:
         if client is not cluster:

@@ -148,7 +148,6 @@ def _engine(args: argparse.Namespace, settings: Settings, data: dict[str, Any]) 
 def handle_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from engine.backtest.data_source import save_run
     from engine.backtest.result import dumps
-
     from tradebot_tui.progress import Progress
 
     data, _ = asyncio.run(_load(args, settings))
