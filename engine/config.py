@@ -180,13 +180,7 @@ class ApiConfig(_Section):
 
     tcp_port: int | None = Field(default=None, ge=1, le=65_535,
                                  description="also listen on 127.0.0.1:PORT (needs api.token)")
-    token: SecretStr | None = None
-
-    @model_validator(mode="after")
-    def _tcp_needs_token(self) -> ApiConfig:
-        if self.tcp_port is not None and not _secret_present(self.token):
-            raise ValueError("api.tcp_port needs api.token (tradebot secrets set api.token)")
-        return self
+    token: SecretStr | None = None  # checked by the service once secrets are resolved (it may live there)
 
 
 class UiConfig(_Section):

@@ -233,7 +233,7 @@ async def test_a_real_engine_run_leaks_no_secret(
         *((f"exception text {i}", e) for i, e in enumerate(rig.errors)),
         *((f"console screenshot {i}", s) for i, s in enumerate(rig.screens)),
         *((f"log file {p.name}", p.read_bytes()) for p in sorted(rig.log_dir.iterdir())),
-        *((f"database file {p.name}", p.read_bytes()) for p in sorted(rig.database.parent.iterdir())),
+        *((f"database file {p.name}", p.read_bytes()) for p in sorted(rig.database.parent.iterdir()) if p.is_file()),
     ]
     assert any(name.startswith("log file") for name, _ in scanned)
     assert any("wal" in name or name.endswith("sqlite3") for name, _ in scanned)

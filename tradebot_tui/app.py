@@ -197,6 +197,8 @@ class TradebotApp(App[int]):
 
     def connection_changed(self, connected: bool) -> None:
         """The attachment to the engine service was made (again) or lost; the header says which."""
+        if not self.screen_stack:
+            return
         info = getattr(self.engine, "info", {}) if connected else None
         self.query_one(StatusBar).set_attachment(info, connected)
         if not connected:
@@ -205,6 +207,8 @@ class TradebotApp(App[int]):
 
     # ------------------------------------------------------------------ snapshots and events
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        if not self.screen_stack:  # a snapshot queued while the console is closing
+            return
         self.apply_snapshot(message.snapshot)
 
     def apply_snapshot(self, snapshot: EngineSnapshot) -> None:

@@ -104,6 +104,10 @@ def run_console(settings: Settings, *, config: str | None, live: bool, start: bo
     """
     from tradebot_tui.attach import locate_engine
 
+    if start and settings.exchange.mode == "live" and not live:
+        raise ConfigException(
+            ["exchange.mode is 'live' but --live was not given: live trading needs both (nothing was started)"]
+        )
     database = settings.storage.database_path
     located = locate_engine(database, config=config, live=live, start=start, log_dir=settings.storage.log_dir)
     if live and located.info.get("mode") != "live":

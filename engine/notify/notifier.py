@@ -209,7 +209,13 @@ class TelegramNotifier:
             self._subscription.close()
             self._subscription = None
         await self._flush_outbox()
-        await self._shutdown_application()
+        # Bounded: python-telegram-bot's updater waits for its pending long poll, which a Bot API that stops
+        # answering (or a loaded machine) can hold open; stopping the engine must not wait on it for ever.
+        try:
+            await asyncio.wait_for(self._shutdown_application(), 2 * self._config.request_timeout_s)
+        except TimeoutError:
+            logger.warning("Telegram shutdown did not finish within %.0f s; abandoned",
+                           2 * self._config.request_timeout_s)
         self.status = "stopped"
 
     async def _flush_outbox(self) -> None:

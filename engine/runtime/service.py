@@ -79,6 +79,10 @@ async def serve(engine: Any, *, on_listening: Callable[[Path], None] | None = No
         await running  # raises the start-up failure; a clean early stop just returns
         return
     api = engine.settings.api
+    if api.tcp_port is not None and (api.token is None or not api.token.get_secret_value().strip()):
+        engine.stop()
+        await running
+        raise ConfigException(["api.tcp_port is set but api.token is not: `tradebot secrets set api.token`"])
     journal = EventJournal()
     for event in list(engine.recent_events):  # what start-up said before the API listened
         journal.record(event)

@@ -169,6 +169,8 @@ def _plan(
     plan = _Plan()
     missing = []
     for name in sorted(SECRET_FIELDS):
+        if not _wanted(name, document, env_document):
+            continue
         env_value = _nested(env_document, name)
         if isinstance(env_value, str) and env_value.strip():
             plan.sources[name] = "env"
@@ -196,6 +198,14 @@ def _plan(
         warnings.append(message)
     plan.warnings = tuple(warnings)
     return plan
+
+
+def _wanted(name: str, document: Mapping[str, Any], env_document: Mapping[str, Any]) -> bool:
+    """The API token is looked for only when the TCP listener that needs it is configured (asking for the
+    secrets-file passphrase just for it would be a prompt nobody needs)."""
+    if name != "api.token":
+        return True
+    return _nested(document, "api.tcp_port") is not None or _nested(env_document, "api.tcp_port") is not None
 
 
 def _refuse_plain_text(plain_text: set[str]) -> None:

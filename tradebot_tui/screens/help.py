@@ -21,18 +21,19 @@ HELP_TEXT = """\
 | `l` | **limits**: change a risk or breaker setting (asks for the risk-change passphrase) |
 | `u` | **reset** a tripped breaker or latch (`emergency`, `loss_limit`) under the cursor, or enter; passphrase |
 | `?` | this help |
-| `q` | **quit** (asks first when positions are open) |
+| `q` | **leave**: `d` detaches (the engine trades on), `s` also stops the engine |
 | `tab` | move between panes; arrows move the cursor |
 
 The header shows the mode (PAPER or LIVE), the exchange, feed health, the trading state
 (ACTIVE, or HALTED = no new entries while open positions keep their stops and exits) and the
-engine's state. A new trading state is shown only when the engine reports it.
+engine's state, then the engine service this console is attached to (pid, uptime), red
+DISCONNECTED while the connection is lost (it re-attaches by itself). A new trading state is shown
+only when the engine reports it.
 
-**Quitting with open positions.** In paper mode positions live only in this session (they stay
-in the database and are restored on the next start). In live mode the positions stay open on the
-exchange, protected by their exchange-side stop orders, but trailing stops stop moving until the
-engine runs again. For unattended trading run the engine under tmux or headless
-(`tradebot run --headless`); see the README.
+**The engine is a service.** Detaching, closing the terminal or losing SSH leaves it trading;
+`tradebot` from any SSH session attaches again. Stopping it with open live positions leaves them
+on the exchange with their exchange-side stop orders, but trailing stops stop moving until an
+engine runs again; see the README.
 
 Press escape or `?` to close.
 """
