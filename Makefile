@@ -27,9 +27,10 @@ $(VENV)/.installed-base: pyproject.toml $(LOCK) | $(BIN)/python
 	$(PIP) install -c $(LOCK) -e .
 	@touch $@
 
-# numba compiles the decision core once per version of engine/core and caches it; doing it here keeps the
-# compile (~40 s) out of the first backtest and out of every test's timing.
-$(VENV)/.core-compiled: $(VENV)/.installed-base $(wildcard engine/core/*.py)
+# numba compiles the decision core and the indicator kernels once per version of the modules holding kernels
+# (engine/jit.py hashes engine/core and engine/analysis) and caches them; doing it here keeps the compile
+# (~40 s) out of the first backtest and out of every test's timing.
+$(VENV)/.core-compiled: $(VENV)/.installed-base engine/jit.py $(wildcard engine/core/*.py) $(wildcard engine/analysis/*.py)
 	@echo "compiling the decision core once (numba, cached beside engine/core) ..."
 	@$(BIN)/python -m engine.backtest.compiled
 	@touch $@
