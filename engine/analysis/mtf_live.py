@@ -7,9 +7,9 @@ closed), and each timeframe's trend goes through the analyser's own rule (``comb
 bookkeeping differs from the vectorised pass:
 
 - a bucket is aggregated as its bars arrive (high = max, low = min, close = last: exact);
-- the Magic Trend and the two emas are carried by :mod:`engine.analysis.indicators_live` with the vectorised
-  loops' own scalar steps (its cci and atr recomputed on the last ``max(cci_period, atr_period + 1)``
-  candles), so every value equals the full history's bit for bit.
+- the Magic Trend and the two emas are carried by :mod:`engine.analysis.indicators_live`: the vectorised
+  functions' own kernels run one candle at a time (the Magic Trend's cci and atr recomputed on the last
+  ``max(cci_period, atr_period + 1)`` candles), so every value equals the full history's bit for bit.
 
 ``prime(history)`` starts from one vectorised pass over the history; afterwards a base bar costs O(1)
 (a short Magic Trend window when a candle of a timeframe closes).
@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.analysis import indicators as ind
-from engine.analysis.indicators_live import IncrementalMagicTrend, SeededRecursion
+from engine.analysis.indicators_live import IncrementalEma, IncrementalMagicTrend
 from engine.analysis.mtf import MultiTimeframeAnalyzer
 from engine.domain.models import Candles
 from engine.domain.timeframes import floor_time, parse_timeframe, resample
@@ -56,8 +55,8 @@ class _TimeframeTrend:
         self._high: deque[float] = deque(maxlen=window)
         self._low: deque[float] = deque(maxlen=window)
         self._close: deque[float] = deque(maxlen=window)
-        self._fast = SeededRecursion(ind.ema_step, analyzer.ema_fast)
-        self._slow = SeededRecursion(ind.ema_step, analyzer.ema_slow)
+        self._fast = IncrementalEma(analyzer.ema_fast)
+        self._slow = IncrementalEma(analyzer.ema_slow)
         self._candles = 0
         self._bars = 0
         self._bucket: _Bucket | None = None
@@ -70,14 +69,15 @@ class _TimeframeTrend:
         self._high.extend(candles.high[-self._high.maxlen :].tolist())  # type: ignore[operator]
         self._low.extend(candles.low[-self._low.maxlen :].tolist())  # type: ignore[operator]
         self._close.extend(candles.close[-self._close.maxlen :].tolist())  # type: ignore[operator]
-        if len(candles):
-            # resample keeps the last bucket only once it is complete, so every candle here has closed.
-            self.visible = int(self.analyzer.trend(candles)[-1])
+        magic = fast = slow = None
         if self.uses_magic:
-            self._magic.prime(candles.high, candles.low, candles.close)
+            magic = self._magic.prime(candles.high, candles.low, candles.close).direction
         if self.uses_ema:
-            self._fast.prime(candles.close)
-            self._slow.prime(candles.close)
+            fast, slow = self._fast.prime(candles.close), self._slow.prime(candles.close)
+        if len(candles):
+            # The analyser's trend rule on the primed values; resample keeps the last bucket only once it is
+            # complete, so every candle here has closed.
+            self.visible = int(self.analyzer.combine_trend(magic, fast, slow)[-1])
         if self.same_as_base or len(base) == 0:
             return
         last_open = int(base.open_time_ms[-1])
