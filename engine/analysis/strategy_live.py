@@ -185,7 +185,7 @@ class IncrementalPreparer:
         self.bars_seen += 1
 
         signals: SignalFrame = self._signals.update_row(open_time_ms, high, low, close)
-        mtf = self._mtf_row(open_time_ms, self._trends.update(open_time_ms, high, low, close))
+        mtf = self._mtf_row(open_time_ms, self._trends.update(open_time_ms, open_, high, low, close, volume))
         latest = strategy.volume_analyzer.analyze_latest(self._tail_candles(self.volume_bars))
         volume_row = VolumeFrame(latest.open_time_ms[-1:], *(getattr(latest, f)[-1:] for f in _VOLUME_FIELDS))
         entries = fold_entries_and_exits(strategy.params, signals, mtf, volume_row)
