@@ -59,7 +59,7 @@ def _produce(row: Any, out_open_ms: Any, out: Any, count: int, include_partial: 
 @njit(cache=True)
 def bucket_kernel(open_ms: Any, prices: Any, base_ms: int, length_ms: int, origin_ms: int, state: Any,
                   out_open_ms: Any, out: Any, include_partial: bool) -> int:
-    """Feed bars (``prices`` rows: open, high, low, close, volume) into ``state`` (:data:`BUCKET_DTYPE`);
+    """Feed bars (``prices``: the open, high, low, close and volume columns) into ``state`` (:data:`BUCKET_DTYPE`);
     the closed buckets go to ``out_open_ms`` / ``out`` (same rows, room for ``len(open_ms) + 1``). Returns how
     many were produced; the bucket still open stays in the state."""
     row = state[0]
@@ -71,13 +71,13 @@ def bucket_kernel(open_ms: Any, prices: Any, base_ms: int, length_ms: int, origi
         if not row["building"]:
             row["open_ms"], row["building"] = bucket, True
             row["partial_start"] = row["bars_seen"] == 0 and open_ms[t] != bucket
-            row["open"], row["high"], row["low"] = prices[0, t], prices[1, t], prices[2, t]
-            row["volume"] = prices[4, t]
+            row["open"], row["high"], row["low"] = prices[0][t], prices[1][t], prices[2][t]
+            row["volume"] = prices[4][t]
         else:
-            row["high"] = max(row["high"], prices[1, t])
-            row["low"] = min(row["low"], prices[2, t])
-            row["volume"] += prices[4, t]
-        row["close"] = prices[3, t]
+            row["high"] = max(row["high"], prices[1][t])
+            row["low"] = min(row["low"], prices[2][t])
+            row["volume"] += prices[4][t]
+        row["close"] = prices[3][t]
         row["bars_seen"] += 1
         if open_ms[t] + base_ms >= bucket + length_ms:  # the bucket's last bar: it has closed
             count = _produce(row, out_open_ms, out, count, include_partial)
@@ -111,7 +111,7 @@ def resample(candles: Candles, timeframe: str, *, include_partial: bool = False,
     if len(open_ms) > 1 and not bool(np.all(np.diff(open_ms) > 0)):
         raise DataException(f"resample {candles.symbol} {candles.timeframe}: open times must be strictly "
                             "increasing (sorted, no duplicates)")
-    prices = np.stack([candles.open, candles.high, candles.low, candles.close, candles.volume]).astype(np.float64)
+    prices = (candles.open, candles.high, candles.low, candles.close, candles.volume)  # read-only, as always
     state = bucket_state() if state is None else state
     out_open_ms, out = np.empty(len(open_ms) + 1, dtype=np.int64), np.empty((5, len(open_ms) + 1))
     count = bucket_kernel(open_ms, prices, base_ms, length_ms, int(floor_time(0, length_ms)), state, out_open_ms,
@@ -121,7 +121,9 @@ def resample(candles: Candles, timeframe: str, *, include_partial: bool = False,
         out_open_ms[count] = row["open_ms"]
         out[:, count] = [row["open"], row["high"], row["low"], row["close"], row["volume"]]
         count += 1
-    return Candles(candles.symbol, timeframe, out_open_ms[:count], *out[:, :count])
+    produced, columns = out_open_ms[:count], out[:, :count]
+    produced.flags.writeable = columns.flags.writeable = False  # fresh buffers: Candles needs no copy of them
+    return Candles(candles.symbol, timeframe, produced, *columns)
 
 
 class IncrementalResampler:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.analysis import kernels
-from engine.analysis.kernels import CCI_CONSTANT, FLAT_WINDOW_RATIO, State
+from engine.analysis.kernels import CCI_CONSTANT, FLAT_WINDOW_RATIO, AtrState, State
 
 __all__ = ["CCI_CONSTANT", "FLAT_WINDOW_RATIO"]  # re-exported: the definitions' constants
 
@@ -133,7 +133,7 @@ def rma(source: Any, period: int, state: State | None = None) -> FloatArray:
     return _seeded_recursion(source, period, kernels.WILDER, state)
 
 
-def atr(high: Any, low: Any, close: Any, period: int = 14, state: State | None = None) -> FloatArray:
+def atr(high: Any, low: Any, close: Any, period: int = 14, state: AtrState | None = None) -> FloatArray:
     """Average true range as TradingView's ``ta.atr``: ``rma(tr(true), period)``, first value at bar
     period-1 (TA-Lib starts one bar later from tr[1..n]; the two converge). Quote currency.
 
@@ -142,7 +142,8 @@ def atr(high: Any, low: Any, close: Any, period: int = 14, state: State | None =
     period = _check_period(period)
     high, low, close = _as_float(high), _as_float(low), _as_float(close)
     out = _nan(len(close))
-    kernels.atr_kernel(high, low, close, out, kernels.atr_state() if state is None else state, period)
+    state = kernels.atr_state() if state is None else state
+    kernels.atr_kernel(high, low, close, out, state.true_range, state.average, period)
     return out
 
 

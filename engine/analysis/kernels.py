@@ -19,7 +19,7 @@ per-window helpers they call are compiled into them. Definitions: ``/work/shared
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,6 @@ _RECURSION_FIELDS = [
 ]
 TRUE_RANGE_DTYPE = np.dtype(_TRUE_RANGE_FIELDS, align=True)
 RECURSION_DTYPE = np.dtype(_RECURSION_FIELDS, align=True)
-ATR_DTYPE = np.dtype(_TRUE_RANGE_FIELDS + _RECURSION_FIELDS, align=True)
 MAGIC_TREND_DTYPE = np.dtype([
     ("value", np.float64),  # the ratchet (quote currency); Pine's nz(prev) = 0 before any bar
     ("cci_seen", np.bool_),  # a cci has existed: from the next bar with an atr on, the trend has started
@@ -74,9 +73,16 @@ def recursion_state() -> State:
     return _fresh(RECURSION_DTYPE, value=math.nan)
 
 
-def atr_state() -> State:
-    """The state of an atr (its true range and its Wilder recursion) before its first bar."""
-    return _fresh(ATR_DTYPE, previous_close=math.nan, value=math.nan)
+class AtrState(NamedTuple):
+    """The state of an atr: its true range's and its Wilder recursion's."""
+
+    true_range: State
+    average: State
+
+
+def atr_state() -> AtrState:
+    """The state of an atr before its first bar."""
+    return AtrState(true_range_state(), recursion_state())
 
 
 def magic_trend_state() -> State:
@@ -147,13 +153,14 @@ def recursion_kernel(source: Any, out: Any, state: Any, period: int, smoothing: 
 
 
 @njit(cache=True)
-def atr_kernel(high: Any, low: Any, close: Any, out: Any, state: Any, period: int) -> None:
-    """``out[t]`` = Wilder's average of the true range (first bar high - low) after bar t, continuing
-    ``state`` (:data:`ATR_DTYPE`)."""
-    row = state[0]
+def atr_kernel(high: Any, low: Any, close: Any, out: Any, true_range_state: Any, average_state: Any,
+               period: int) -> None:
+    """``out[t]`` = Wilder's average of the true range (first bar high - low) after bar t, continuing the
+    two states of an :class:`AtrState`."""
+    true_range_row, average_row = true_range_state[0], average_state[0]
     for t in range(len(close)):
-        true_range = _true_range_step(row, high[t], low[t], close[t], True)
-        out[t] = _recursion_step(row, true_range, period, WILDER)
+        true_range = _true_range_step(true_range_row, high[t], low[t], close[t], True)
+        out[t] = _recursion_step(average_row, true_range, period, WILDER)
 
 
 @njit(cache=True)
