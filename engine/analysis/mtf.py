@@ -18,7 +18,7 @@ opposed gives ``no_alignment_multiplier`` (default 0: no confirmation, no trade)
 No look-ahead: a base bar sees a timeframe's candle only once that candle has closed at the base bar's
 *close* time (``closed_index`` on ``open_time_ms + base_ms``). On 1h bars, the 4h candle of 00:00 becomes
 visible on the 03:00 bar (which closes at 04:00), not before. Missing higher timeframes are resampled from
-the base candles (see ``engine.domain.timeframes.resample`` for gaps and partial buckets).
+the base candles (see :mod:`engine.analysis.buckets` for gaps and partial buckets).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from engine.analysis.buckets import resample
 from engine.analysis.indicators import ema, magic_trend
 from engine.domain.models import Candles, FloatArray, IntArray, PositionSide, SignalType
-from engine.domain.timeframes import closed_as_of, closed_index, parse_timeframe, resample
+from engine.domain.timeframes import closed_as_of, closed_index, parse_timeframe
 
 Int8Array = npt.NDArray[np.int8]
 BoolArray = npt.NDArray[np.bool_]

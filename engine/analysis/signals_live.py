@@ -3,9 +3,10 @@
 It applies the same decision rules as :meth:`engine.analysis.signals.SignalEngine.compute` (``_evaluate``); only the
 bookkeeping differs. Windowed indicators are recomputed on a tail of ``params.lookback_bars`` bars (exactly
 the values the full history gives); the recursive parts are carried: the Wilder ATR and the Magic Trend
-ratchet by :mod:`engine.analysis.indicators_live` (the vectorised loop's own scalar steps), run lengths and the
-release state as counters. ``prime(history)`` sets the state from one vectorised pass, so a long history
-costs one ``compute``. Every column of every row equals the vectorised frame's bit for bit.
+ratchet by :mod:`engine.analysis.indicators_live` (the vectorised functions' own kernels, one bar at a time),
+run lengths and the release state as counters. ``prime(history)`` sets the state from one vectorised pass (and
+runs the ATR and Magic Trend kernels over the history once more to leave their states), so a long history
+costs about one ``compute``. Every column of every row equals the vectorised frame's bit for bit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections import deque
 import numpy as np
 
 from engine.analysis import indicators as ind
-from engine.analysis.indicators_live import IncrementalMagicTrend, SeededRecursion
+from engine.analysis.indicators_live import IncrementalAtr, IncrementalMagicTrend
 from engine.analysis.signals import (
     _EXIT_LONG,
     _EXIT_SHORT,
@@ -51,7 +52,7 @@ class IncrementalSignalEngine:
         self._low: deque[float] = deque(maxlen=size)
         self._close: deque[float] = deque(maxlen=size)
         self._bars = 0
-        self._atr = SeededRecursion(ind.wilder_step, self.params.atr_period)
+        self._atr = IncrementalAtr(self.params.atr_period)
         self._trend = IncrementalMagicTrend(self.params.trend_cci_period, self.params.trend_atr_period,
                                             self.params.trend_coeff)
         self._momenta: deque[float] = deque(maxlen=self.params.fade_bars)
@@ -82,8 +83,8 @@ class IncrementalSignalEngine:
         self._low.extend(low[-p.lookback_bars :].tolist())
         self._close.extend(close[-p.lookback_bars :].tolist())
         self._bars = len(history)
-        self._atr.prime(ind.true_range(high, low, close, handle_na=True), frame.atr)
-        self._trend.prime(high, low, close, ind.MagicTrend(frame.trend_line, frame.trend_direction))
+        self._atr.prime(high, low, close)
+        self._trend.prime(high, low, close)
         self._momenta.extend(frame.momentum[-p.fade_bars :].tolist())
         self._falling_run = int(_run_length(frame.momentum_slope < 0)[-1])
         self._rising_run = int(_run_length(frame.momentum_slope > 0)[-1])
@@ -113,8 +114,6 @@ class IncrementalSignalEngine:
         signal): the row equals the vectorised frame's row for this bar."""
         p = self.params
         high, low, close = float(high), float(low), float(close)
-        first_bar = not self._close
-        previous_close = self._close[-1] if self._close else math.nan
         self._times.append(int(open_time_ms))
         self._high.append(high)
         self._low.append(low)
@@ -128,9 +127,7 @@ class IncrementalSignalEngine:
         squeeze_on, squeeze_off = bool(squeeze.squeeze_on[-1]), bool(squeeze.squeeze_off[-1])
         momentum = float(squeeze.value[-1])
         direction, trend_line = self._trend.update(highs, lows, closes)
-        # tr(true): high - low on the first bar, as indicators.atr
-        true_range = high - low if first_bar else ind.true_range_step(high, low, previous_close)
-        atr = self._atr.update(true_range)
+        atr = self._atr.update(high, low, close)
 
         slope = momentum - self._momenta[-1] if self._momenta else math.nan
         fade_origin = self._momenta[0] if len(self._momenta) == p.fade_bars else math.nan

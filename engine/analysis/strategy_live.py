@@ -6,15 +6,15 @@
 - signals: :class:`engine.analysis.signals_live.IncrementalSignalEngine` (the signal engine's own rules);
 - timeframe trends: :class:`engine.analysis.mtf_live.IncrementalTrends`, then the analyser's confluence rule;
 - volume: ``VolumeAnalyzer.analyze_latest`` on the last ``warmup_bars + 1`` bars (every window is finite);
-- ATR: Wilder's recursion carried by :class:`engine.analysis.indicators_live.SeededRecursion` (the scalar step
-  ``indicators.atr`` folds); its two previous-bars medians over the held ATRs;
+- ATR: carried by :class:`engine.analysis.indicators_live.IncrementalAtr` (``indicators.atr``'s kernel, one bar
+  at a time); its two previous-bars medians over the held ATRs;
 - swing levels: ``swing_levels`` on the last ``2 * swing_lookback + 1`` bars (is the bar ``lookback`` ago a
   pivot?), else the previous level;
 - entries, exits and the volatility alarm: :func:`engine.analysis.strategy.fold_entries_and_exits` and
   :func:`engine.analysis.strategy.volatility_inputs`, the very functions ``prepare`` calls.
 
 So the value at every bar equals, bit for bit, what ``prepare`` gives over every bar since ``prime`` (the
-recursions take the vectorised loops' own steps, the windows are recomputed exactly), which is what the
+recursions run the vectorised functions' own kernels, the windows are recomputed exactly), which is what the
 backtester computes over the same bars. The returned PreparedSymbol holds the last ``max_bars`` bars (read-only
 views that later bars never change); ``max_bars`` bounds memory only, not warm-up.
 """
@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.analysis import indicators as ind
-from engine.analysis.indicators_live import SeededRecursion
+from engine.analysis.indicators_live import IncrementalAtr
 from engine.analysis.mtf import MtfFrame
 from engine.analysis.mtf_live import IncrementalTrends
 from engine.analysis.signals import SignalFrame
@@ -116,7 +115,7 @@ class IncrementalPreparer:
         self._trends: IncrementalTrends | None = None
         self._signals: Any = None
         self._prepared: PreparedSymbol | None = None
-        self._atr = SeededRecursion(ind.wilder_step, strategy.risk_config.atr_lookback)
+        self._atr = IncrementalAtr(strategy.risk_config.atr_lookback)
 
     @staticmethod
     def bars_needed(strategy: Strategy) -> int:
@@ -139,7 +138,7 @@ class IncrementalPreparer:
         """Start from ``history`` (oldest first) with one vectorised ``prepare``; returns its last ``max_bars``."""
         strategy = self.strategy
         prepared = strategy.prepare(history)
-        self._atr.prime(ind.true_range(history.high, history.low, history.close, handle_na=True), prepared.atr)
+        self._atr.prime(history.high, history.low, history.close)
         self._symbol, self._timeframe = history.symbol, history.timeframe
         analyzer = strategy.mtf_analyzer(history.timeframe)
         self._timeframes = analyzer.timeframes
@@ -177,8 +176,6 @@ class IncrementalPreparer:
         if last is not None and open_time_ms <= last:
             raise ValueError(f"{self._symbol}: bar {open_time_ms} is not newer than the last one held ({last})")
         strategy, risk, breaker = self.strategy, self.strategy.risk_config, self.strategy.breaker_config
-        previous_close = float(columns.arrays["c.close"][columns.stop - 1]) if len(columns) else math.nan
-        first_bar = not len(columns)
         previous_swing = (float(columns.arrays["p.swing_low"][columns.stop - 1]) if len(columns) else math.nan,
                           float(columns.arrays["p.swing_high"][columns.stop - 1]) if len(columns) else math.nan)
         row = columns.push()
@@ -188,13 +185,12 @@ class IncrementalPreparer:
         self.bars_seen += 1
 
         signals: SignalFrame = self._signals.update_row(open_time_ms, high, low, close)
-        mtf = self._mtf_row(open_time_ms, self._trends.update(open_time_ms, high, low, close))
+        mtf = self._mtf_row(open_time_ms, self._trends.update(open_time_ms, open_, high, low, close, volume))
         latest = strategy.volume_analyzer.analyze_latest(self._tail_candles(self.volume_bars))
         volume_row = VolumeFrame(latest.open_time_ms[-1:], *(getattr(latest, f)[-1:] for f in _VOLUME_FIELDS))
         entries = fold_entries_and_exits(strategy.params, signals, mtf, volume_row)
 
-        # tr(true) (high - low on the first bar), then Wilder's step: as indicators.atr
-        atr = self._atr.update(high - low if first_bar else ind.true_range_step(high, low, previous_close))
+        atr = self._atr.update(high, low, close)
         lookbacks = (risk.volatility_median_lookback, breaker.volatility_lookback)
         medians = {lookback: self._previous_median(lookback) for lookback in set(lookbacks)}  # often one
         volatility = volatility_inputs(

@@ -1,4 +1,6 @@
-"""Provides timeframe parsing, UTC bucket alignment, resampling and closed-candle selection.
+"""Provides timeframe parsing, UTC bucket alignment and closed-candle selection.
+
+Resampling to a higher timeframe is :mod:`engine.analysis.buckets` (a kernel shared by the backtest and live).
 
 A timeframe is written as ``<count><unit>`` with unit ``s`` (seconds), ``m`` (minutes), ``h`` (hours),
 ``d`` (days) or ``w`` (weeks), e.g. ``"1m"``, ``"15m"``, ``"4h"``, ``"1d"``. Calendar months (ccxt's ``"1M"``)
@@ -20,7 +22,6 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from engine.domain.errors import DataException
 from engine.domain.models import Candles, IntArray
 
 SECOND_MS = 1_000
@@ -108,81 +109,6 @@ def is_aligned(time_ms: int | npt.ArrayLike, timeframe: str | int) -> bool | npt
     if isinstance(floored, int):
         return floored == int(time_ms)  # type: ignore[arg-type]
     return np.asarray(floored == np.asarray(time_ms, dtype=np.int64))
-
-
-def _check_sorted(open_time_ms: IntArray, what: str) -> None:
-    if len(open_time_ms) > 1 and not bool(np.all(np.diff(open_time_ms) > 0)):
-        raise DataException(f"{what}: open times must be strictly increasing (sorted, no duplicates)")
-
-
-def resample(candles: Candles, timeframe: str, *, include_partial: bool = False) -> Candles:
-    """Aggregate candles into a higher timeframe aligned to UTC buckets.
-
-    open = first open, high = max, low = min, close = last close, volume = sum, per bucket.
-
-    Gaps: a bucket with some lower-timeframe bars missing in the middle of the data is still produced from the
-    bars that exist (the exchange builds its own higher-timeframe candle the same way from the trades it has);
-    a bucket with no bars at all is not produced, so the output can have gaps too.
-
-    Partial buckets: the first bucket is *partial* when the data starts after its open (the bars before our
-    history are unknown, so its open/high/low would be wrong), and the last bucket is partial when it is not
-    complete as of the data, i.e. the last bar closes before the bucket does. Both are dropped unless
-    ``include_partial`` is true. Because the last bucket is kept exactly when its final bar is present,
-    resampling ``candles[:t+1]`` gives a prefix of resampling all candles (no look-ahead).
-
-    Args:
-        candles: strictly increasing open times of ``candles.timeframe``.
-        timeframe: target timeframe, a whole multiple of ``candles.timeframe`` (equal is allowed).
-        include_partial: keep a partial first/last bucket.
-
-    Returns:
-        Candles of ``timeframe`` for the same symbol.
-
-    Raises:
-        ValueError: ``timeframe`` is invalid, lower than the source or not a multiple of it.
-        DataException: open times are not strictly increasing.
-    """
-    base_ms = parse_timeframe(candles.timeframe)
-    target_ms = parse_timeframe(timeframe)
-    if target_ms < base_ms or target_ms % base_ms != 0:
-        raise ValueError(
-            f"cannot resample {candles.timeframe!r} to {timeframe!r}: "
-            "the target must be a whole multiple of the source"
-        )
-    count = len(candles)
-    if count == 0:
-        return Candles.empty(candles.symbol, timeframe)
-    open_time = candles.open_time_ms
-    _check_sorted(open_time, f"resample {candles.symbol} {candles.timeframe}")
-
-    bucket = np.asarray(floor_time(open_time, target_ms))
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
-    ends = np.concatenate((starts[1:], [count])) - 1  # index of each bucket's last bar
-
-    first = 0
-    last = len(starts)
-    if not include_partial:
-        if open_time[0] != bucket[0]:
-            first = 1
-        if open_time[-1] + base_ms < bucket[-1] + target_ms:
-            last -= 1
-    if first >= last:
-        return Candles.empty(candles.symbol, timeframe)
-
-    starts_kept = starts[first:last]
-    # reduceat reduces [starts[k], starts[k+1]); slicing to the kept span keeps the last kept bucket exact.
-    span = slice(int(starts_kept[0]), int(ends[last - 1]) + 1)
-    offsets = starts_kept - starts_kept[0]
-    return Candles(
-        candles.symbol,
-        timeframe,
-        bucket[starts_kept],
-        candles.open[starts_kept],
-        np.maximum.reduceat(candles.high[span], offsets),
-        np.minimum.reduceat(candles.low[span], offsets),
-        candles.close[ends[first:last]],
-        np.add.reduceat(candles.volume[span], offsets),
-    )
 
 
 def closed_count(open_time_ms: IntArray, length_ms: int, at_ms: int) -> int:

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.analysis.buckets import resample
 from engine.analysis.indicators import magic_trend
 from engine.analysis.mtf import MtfFrame, MultiTimeframeAnalyzer
 from engine.domain.models import Candles, PositionSide, SignalType
-from engine.domain.timeframes import HOUR_MS, resample
+from engine.domain.timeframes import HOUR_MS
 from tests.shared_data import shared_data_path
 
 T0 = 1_735_689_600_000  # 2025-01-01 00:00 UTC

@@ -15,8 +15,8 @@ def _trends_bar_by_bar(analyzer: MultiTimeframeAnalyzer, candles: Candles, prime
     trends = IncrementalTrends(analyzer, candles.timeframe)
     trends.prime(candles.slice(0, prime_bars))
     rows = [
-        trends.update(int(candles.open_time_ms[i]), float(candles.high[i]), float(candles.low[i]),
-                      float(candles.close[i]))
+        trends.update(int(candles.open_time_ms[i]), float(candles.open[i]), float(candles.high[i]),
+                      float(candles.low[i]), float(candles.close[i]), float(candles.volume[i]))
         for i in range(prime_bars, len(candles))
     ]
     return {tf: np.array([row[tf] for row in rows], dtype=np.int8) for tf in analyzer.timeframes}

@@ -5,7 +5,8 @@ the windows recomputed on the last bars) must give the very bytes ``Strategy.pre
 bars, so that a paper replay and a backtest make byte-identical trades. The rule: primed on any prefix
 (from one bar on) of a series and fed the rest, every PreparedSymbol array equals ``prepare`` over the whole
 series bit for bit at every bar, warm-up included (the recursions seed on the same bars with the same
-sum), because ``prepare`` is free of look-ahead and the recursions take the vectorised loop's own steps.
+sum), because ``prepare`` is free of look-ahead and the live recursions run the vectorised functions' own
+kernels one bar at a time (``tests/engine/test_indicators_live.py`` specifies each of them).
 
 Time budget: ~60 s for this file on the idle 2-core machine, 40 s of it the replay (a bar costs the
 preparer ~3 ms, the volume and squeeze windows, and the runtime ~4.5 ms). So: each bundled series is primed
@@ -27,11 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from engine.analysis import indicators as ind
-from engine.analysis.indicators_live import IncrementalMagicTrend, SeededRecursion
 from engine.analysis.strategy import PreparedSymbol, Strategy, StrategyParams
 from engine.analysis.strategy_live import IncrementalPreparer
 from engine.backtest.engine import BacktestEngine
@@ -79,62 +76,6 @@ def _prime_and_feed(
     preparer = IncrementalPreparer(strategy, max_bars=held)
     preparer.prime(candles.slice(0, prime_bars))
     return preparer.update_candles(candles.slice(prime_bars, len(candles)))
-
-
-# --- the recursions, one bar at a time --------------------------------------------------------------------
-
-
-@st.composite
-def _source(draw: st.DrawFn) -> np.ndarray:
-    """Prices with flat stretches, spikes, tiny magnitudes and NaN runs (warm-up and a break)."""
-    steps = draw(st.lists(st.sampled_from([0.0, 0.0, 0.1, -0.1, 1.7, -2.3, 40.0, -40.0]), min_size=1, max_size=160))
-    scale = draw(st.sampled_from([1e-8, 1.0, 6e4]))
-    values = (100.0 + np.abs(np.cumsum(steps))) * scale
-    for _ in range(draw(st.integers(0, 2))):
-        start = draw(st.integers(0, len(values) - 1))
-        values[start : start + draw(st.integers(1, 4))] = np.nan
-    return values
-
-
-@settings(max_examples=60, deadline=None)
-@given(source=_source(), cut=st.integers(0, 160), period=st.sampled_from([1, 2, 3, 14, 20]),
-       step=st.sampled_from([ind.wilder_step, ind.ema_step]))
-def test_a_recursion_continued_value_by_value_equals_the_vectorised_one_bit_for_bit(
-    source: np.ndarray, cut: int, period: int, step: ind.RecursionStep
-) -> None:
-    cut = min(cut, len(source))
-    whole = ind.seeded_recursion(source, period, step)
-    recursion = SeededRecursion(step, period)
-    recursion.prime(source[:cut])
-    continued = [recursion.update(value) for value in source[cut:].tolist()]
-    assert np.asarray(continued, dtype=np.float64).tobytes() == whole[cut:].tobytes()
-    assert ind.seeded_recursion(source[:cut], period, step).tobytes() == whole[:cut].tobytes()  # no look-ahead
-
-
-@settings(max_examples=40, deadline=None)
-@given(source=_source(), cut=st.integers(1, 160))
-def test_the_magic_trend_continued_bar_by_bar_equals_the_vectorised_one_bit_for_bit(
-    source: np.ndarray, cut: int
-) -> None:
-    close = np.nan_to_num(source, nan=float(np.nanmean(source)) if not np.isnan(source).all() else 1.0)
-    high, low = close * 1.001, close * 0.999
-    high[::7] = close[::7]  # some bars with no range: flat windows, cci NaN
-    low[::7] = close[::7]
-    cut = min(cut, len(close))
-    whole = ind.magic_trend(high, low, close, cci_period=6, atr_period=3)
-    trend = IncrementalMagicTrend(cci_period=6, atr_period=3)
-    trend.prime(high[:cut], low[:cut], close[:cut])
-    steps = [trend.update(high[: t + 1], low[: t + 1], close[: t + 1]) for t in range(cut, len(close))]
-    assert np.array([d for d, _ in steps], dtype=np.int8).tobytes() == whole.direction[cut:].tobytes()
-    assert np.array([v for _, v in steps], dtype=np.float64).tobytes() == whole.line[cut:].tobytes()
-
-
-def test_the_true_range_step_is_the_vectorised_true_range() -> None:
-    rng = np.random.default_rng(5)
-    close = np.concatenate([[np.nan], 1e-8 * rng.uniform(1, 2, 200), [5.0, 5.0, 5.0]])
-    high, low = close * rng.uniform(1.0, 1.1, len(close)), close / rng.uniform(1.0, 1.1, len(close))
-    stepped = [ind.true_range_step(high[t], low[t], close[t - 1]) for t in range(1, len(close))]
-    assert np.asarray(stepped).tobytes() == ind.true_range(high, low, close)[1:].tobytes()
 
 
 # --- the preparer on real series --------------------------------------------------------------------------
