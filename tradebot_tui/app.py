@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer
 from textual.worker import Worker, WorkerState
@@ -200,7 +201,10 @@ class TradebotApp(App[int]):
         if not self.screen_stack:
             return
         info = getattr(self.engine, "info", {}) if connected else None
-        self.query_one(StatusBar).set_attachment(info, connected)
+        try:
+            self.query_one(StatusBar).set_attachment(info, connected)
+        except NoMatches:  # the console is closing
+            return
         if not connected:
             self.notify("Lost the connection to the engine; retrying. The engine keeps trading on its own.",
                         severity="warning", timeout=10)
@@ -209,7 +213,10 @@ class TradebotApp(App[int]):
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
         if not self.screen_stack:  # a snapshot queued while the console is closing
             return
-        self.apply_snapshot(message.snapshot)
+        try:
+            self.apply_snapshot(message.snapshot)
+        except NoMatches:  # the console is closing and its panes are already unmounted
+            return
 
     def apply_snapshot(self, snapshot: EngineSnapshot) -> None:
         """Hand one snapshot to every pane in a single batch (one redraw)."""
@@ -229,7 +236,10 @@ class TradebotApp(App[int]):
 
     def on_events_arrived(self, message: EventsArrived) -> None:
         self._log_seeded = True  # live events from here on; the snapshot's history would duplicate them
-        self.show_events(message.events)
+        try:
+            self.show_events(message.events)
+        except NoMatches:  # the console is closing and its panes are already unmounted
+            return
 
     def show_events(self, events: list[Any]) -> None:
         if not events:
